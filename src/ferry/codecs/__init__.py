@@ -1,0 +1,1 @@
+"""Wire formats <-> ``dict[str, numpy.ndarray]``: OIP V2 JSON and binary, KServe V1 JSON."""

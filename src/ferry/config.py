@@ -1,0 +1,96 @@
+"""A model's ``config.yaml``: validated strictly so a typo is an error, not a silent default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ferry.errors import ConfigError
+from ferry.signature import DATATYPES, TensorSpec
+
+RuntimeName = Literal["onnx", "sklearn", "torch", "python"]
+
+
+class TensorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+    @field_validator("datatype")
+    @classmethod
+    def _known_datatype(cls, value: str) -> str:
+        if value not in DATATYPES:
+            raise ValueError(f"unknown datatype {value!r}; expected one of {', '.join(DATATYPES)}")
+        return value
+
+    @field_validator("shape")
+    @classmethod
+    def _valid_dims(cls, value: list[int]) -> list[int]:
+        if any(d < -1 for d in value):
+            raise ValueError("dimensions are sizes >= 0, or -1 for any size")
+        return value
+
+    def spec(self) -> TensorSpec:
+        return TensorSpec(self.name, self.datatype, tuple(self.shape))
+
+
+class ModelConfig(BaseModel):
+    """Every key is optional; the defaults suit a small model on a small machine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runtime: RuntimeName | None = Field(
+        None, description="Which runtime loads the file; by default chosen from its extension."
+    )
+    description: str = ""
+    max_batch_size: int = Field(32, ge=0, description="Most rows one model call takes; 0 turns batching off.")
+    max_delay_ms: float = Field(
+        0.0, ge=0, le=10_000, description="How long a partial batch may wait for more requests."
+    )
+    instances: int = Field(1, ge=1, le=64, description="Parallel copies of the model.")
+    max_queue_size: int = Field(256, ge=1, description="Requests waiting beyond this are refused with 503.")
+    timeout_ms: int = Field(30_000, ge=1, description="A request still queued after this long is dropped with 503.")
+    trusted: bool = Field(False, description="Allow pickle/joblib files and any type in a .skops file.")
+    trusted_types: list[str] = Field(default_factory=list, description="Extra types a .skops file may contain.")
+    inputs: list[TensorConfig] | None = None
+    outputs: list[TensorConfig] | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(0, ge=0, description="Intra-op threads per instance; 0 = runtime default.")
+    warmup: bool = True
+
+
+def load_config(path: Path) -> ModelConfig:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path.name}: cannot read it: {exc}") from None
+    if raw is None:
+        return ModelConfig()
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path.name}: must be a mapping of keys to values")
+    return parse_config(raw, path.name)
+
+
+def parse_config(raw: dict[str, object], where: str = "config") -> ModelConfig:
+    try:
+        return ModelConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {describe_errors(exc)}") from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    allowed = ", ".join(ModelConfig.model_fields)
+    messages = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            hint = f" (allowed: {allowed})" if len(error["loc"]) == 1 else ""
+            messages.append(f"unknown key {location!r}{hint}")
+        else:
+            messages.append(f"{location}: {error['msg']}")
+    return "; ".join(messages)

@@ -1,0 +1,132 @@
+"""DataPlane: the one inference path behind every transport, and the metadata the
+protocols report. Read ``infer`` top to bottom to follow a request."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
+
+from ferry import __version__
+from ferry.errors import InvalidInput, ModelFailed
+from ferry.inference import InferRequest, InferResponse
+from ferry.manager import LoadedVersion, ModelManager
+from ferry.signature import Signature, check_inputs
+
+PayloadT = TypeVar("PayloadT", contravariant=True)
+EncodedT = TypeVar("EncodedT", covariant=True)
+
+EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "model_configuration"]
+
+
+class Codec(Protocol, Generic[PayloadT, EncodedT]):
+    """A wire format: the transport's payload in, its encoded answer out."""
+
+    def decode(self, payload: PayloadT, signature: Signature) -> InferRequest: ...
+
+    def encode(self, response: InferResponse, request: InferRequest) -> EncodedT: ...
+
+
+class DataPlane:
+    def __init__(self, models: ModelManager) -> None:
+        self.models = models
+
+    async def infer(self, name: str, version: str | None, payload: Any, codec: Codec[Any, EncodedT]) -> EncodedT:
+        model = self.models.get(name, version)  # route
+        started = time.perf_counter_ns()
+        try:
+            request = codec.decode(payload, model.signature)  # decode
+            check_inputs(model.signature, request.inputs)  # validate
+            wanted = _output_names(model, request)
+            outputs = await model.batcher.submit(request.inputs, request.timeout_s)  # batch -> predict
+            response = InferResponse(
+                model_name=model.name,
+                model_version=model.version,
+                outputs=_select(outputs, wanted),
+                id=request.id,
+            )
+            encoded = codec.encode(response, request)  # encode
+        except BaseException:
+            model.stats.record_request(False, time.perf_counter_ns() - started)
+            raise
+        model.stats.record_request(True, time.perf_counter_ns() - started)
+        return encoded
+
+    # -- metadata -------------------------------------------------------------------
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "ferry", "version": __version__, "extensions": EXTENSIONS}
+
+    def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        model = self.models.get(name, version)
+        versions = [model.version] if version is not None else self.models.versions_of(name)
+        return {
+            "name": model.name,
+            "versions": versions,
+            "platform": model.platform,
+            "inputs": [s.to_json() for s in model.signature.inputs],
+            "outputs": [s.to_json() for s in model.signature.outputs],
+        }
+
+    def model_ready(self, name: str, version: str | None) -> bool:
+        self.models.get(name, version)
+        return True
+
+    def model_config(self, name: str, version: str | None) -> dict[str, Any]:
+        """Triton's model configuration, as tritonclient's get_model_config expects:
+        with batching on, ``dims`` leave out the batch dimension."""
+        model = self.models.get(name, version)
+        max_batch = model.config.max_batch_size if model.batchable else 0
+
+        def tensor(spec: Any) -> dict[str, Any]:
+            dims = list(spec.shape[1:] if max_batch else spec.shape)
+            return {"name": spec.name, "data_type": f"TYPE_{_triton_type(spec.datatype)}", "dims": dims}
+
+        config: dict[str, Any] = {
+            "name": model.name,
+            "platform": model.platform,
+            "backend": model.platform.split("_")[0],
+            "max_batch_size": max_batch,
+            "input": [tensor(s) for s in model.signature.inputs],
+            "output": [tensor(s) for s in model.signature.outputs],
+            "instance_group": [{"count": model.config.instances, "kind": "KIND_CPU"}],
+        }
+        if max_batch:
+            config["dynamic_batching"] = {
+                "max_queue_delay_microseconds": int(model.config.max_delay_ms * 1000),
+            }
+        return config
+
+    def statistics(self, name: str | None, version: str | None) -> dict[str, Any]:
+        if name is None:
+            loaded = self.models.loaded()
+        elif version is None:
+            self.models.get(name)
+            loaded = [v for v in self.models.loaded() if v.name == name]
+        else:
+            loaded = [self.models.get(name, version)]
+        return {"model_stats": [v.stats.to_json(v.name, v.version) for v in loaded]}
+
+
+def _triton_type(datatype: str) -> str:
+    return "STRING" if datatype == "BYTES" else datatype
+
+
+def _output_names(model: LoadedVersion, request: InferRequest) -> list[str]:
+    available = model.signature.output_names
+    if request.outputs is None:
+        return list(available)
+    names = []
+    for requested in request.outputs:
+        if requested.name not in available:
+            raise InvalidInput(f"unknown output {requested.name!r}; the model has: {', '.join(available)}")
+        names.append(requested.name)
+    return names
+
+
+def _select(outputs: dict[str, np.ndarray], wanted: list[str]) -> dict[str, np.ndarray]:
+    missing = [n for n in wanted if n not in outputs]
+    if missing:
+        raise ModelFailed(f"the model did not return output(s) {', '.join(missing)}")
+    return {n: outputs[n] for n in wanted}

@@ -1,0 +1,52 @@
+"""Errors that map to an HTTP status: raised anywhere on the request path, answered as
+``{"error": "<message>"}`` by the transport."""
+
+from __future__ import annotations
+
+
+class FerryError(Exception):
+    """Base class: ``status`` is the HTTP status the transport answers with."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(FerryError):
+    """The client sent something the model cannot accept (400)."""
+
+    status = 400
+
+
+class NotFound(FerryError):
+    """Unknown model, version or route (404)."""
+
+    status = 404
+
+
+class PayloadTooLarge(FerryError):
+    """Body or tensor over the configured limit (413)."""
+
+    status = 413
+
+
+class Unavailable(FerryError):
+    """Not ready, overloaded or timed out in the queue (503, with Retry-After)."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ModelFailed(FerryError):
+    """The model itself raised while running a valid request (500)."""
+
+    status = 500
+
+
+class ConfigError(Exception):
+    """A model's files or config.yaml cannot be used; the message says why."""

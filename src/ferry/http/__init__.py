@@ -1,0 +1,1 @@
+"""HTTP transport: thin routes over the DataPlane."""

@@ -1,0 +1,89 @@
+"""The ASGI application: routes, error handlers, docs, and the model lifecycle tied
+to the server's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from ferry import __version__
+from ferry.dataplane import DataPlane
+from ferry.http import v1, v2
+from ferry.http.errors import install_error_handlers
+from ferry.manager import ModelManager
+from ferry.settings import Settings
+
+log = logging.getLogger("ferry.http")
+
+DESCRIPTION = """
+Ferry serves trained models over the **Open Inference Protocol (V2)**, so clients written
+for Triton and KServe (`tritonclient`, the KServe SDK) work unchanged, plus a KServe V1
+`:predict` endpoint for curl users.
+
+* Every error is `{"error": "<message>"}`: 400 bad input, 404 unknown model or version,
+  413 too large, 503 not ready or overloaded (with `Retry-After`).
+* Inference accepts JSON tensors and the binary tensor extension
+  (`Inference-Header-Content-Length`), in both directions.
+"""
+
+
+def _swagger_assets() -> Path:
+    # fastapi-offline ships Swagger UI's files, so /docs works with no internet.
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).parent / "static"
+
+
+def create_app(settings: Settings, models: ModelManager) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Load in the background: /v2/health/live answers at once, ready once loaded.
+        loading = asyncio.create_task(models.load_all())
+        try:
+            yield
+        finally:
+            if not loading.done():
+                loading.cancel()
+            await asyncio.gather(loading, return_exceptions=True)
+            await models.close()
+
+    app = FastAPI(
+        title="Ferry",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.dataplane = DataPlane(models)
+    install_error_handlers(app)
+    app.include_router(v2.router)
+    app.include_router(v1.router)
+    app.mount("/static/docs", StaticFiles(directory=_swagger_assets()), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}/openapi.json",
+            title="Ferry API",
+            swagger_js_url=f"{root}/static/docs/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/static/docs/swagger-ui.css",
+            swagger_favicon_url=f"{root}/static/docs/favicon.png",
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> Response:
+        return RedirectResponse("/docs")
+
+    return app

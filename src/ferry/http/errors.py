@@ -1,0 +1,66 @@
+"""Every error leaves as ``{"error": "<message>"}`` with the status DESIGN.md lists;
+stack traces and file paths stay in the server log."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ferry.errors import FerryError, Unavailable
+from ferry.http.body import ClientDisconnected
+
+log = logging.getLogger("ferry.http")
+
+# nginx's "client closed request": nobody reads it, but access logs show why.
+CLIENT_CLOSED = 499
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps({"error": message}), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+async def _ferry_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FerryError)
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
+    if exc.status >= 500 and not isinstance(exc, Unavailable):
+        log.error("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message)
+    return error_response(exc.status, exc.message, headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()))
+        parts.append(f"{where}: {error.get('msg')}")
+    return error_response(400, "; ".join(parts) or "invalid request")
+
+
+async def _disconnected(request: Request, exc: Exception) -> Response:
+    return Response(status_code=CLIENT_CLOSED)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal server error; the server log has the details")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(FerryError, _ferry_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnected, _disconnected)
+    app.add_exception_handler(Exception, _unexpected)

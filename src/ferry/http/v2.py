@@ -1,0 +1,233 @@
+"""Open Inference Protocol V2 REST routes, with Triton's repository, statistics and
+configuration extensions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Path
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ferry.codecs.v2 import HEADER_LENGTH, EncodedBody, V2Codec, V2Payload, load_json
+from ferry.dataplane import DataPlane
+from ferry.errors import InvalidInput
+from ferry.http import docs
+from ferry.http.body import read_body, unless_disconnected
+from ferry.http.errors import error_response
+from ferry.settings import Settings
+
+router = APIRouter()
+
+Name = Annotated[str, Path(description="Model name", examples=["digits"])]
+Version = Annotated[str, Path(description="Model version, a positive integer", examples=["1"])]
+
+
+def dataplane(request: Request) -> DataPlane:
+    plane: DataPlane = request.app.state.dataplane
+    return plane
+
+
+def settings(request: Request) -> Settings:
+    value: Settings = request.app.state.settings
+    return value
+
+
+Plane = Annotated[DataPlane, Depends(dataplane)]
+Config = Annotated[Settings, Depends(settings)]
+
+
+def json_response(content: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+# -- health and metadata --------------------------------------------------------------
+
+
+@router.get("/v2/health/live", tags=["health"], summary="Server live", responses=docs.HEALTH)
+async def live() -> Response:
+    return Response(status_code=200)
+
+
+@router.get("/v2/health/ready", tags=["health"], summary="Server ready", responses=docs.HEALTH)
+async def ready(plane: Plane) -> Response:
+    if plane.models.ready:
+        return Response(status_code=200)
+    return error_response(503, "the server is still loading its models", {"Retry-After": "1"})
+
+
+@router.get("/v2", tags=["metadata"], summary="Server metadata", responses=docs.SERVER_METADATA)
+async def server_metadata(plane: Plane) -> Response:
+    return json_response(plane.server_metadata())
+
+
+# Declared before /v2/models/{name} so "stats" is not taken for a model name.
+@router.get("/v2/models/stats", tags=["statistics"], summary="Statistics of every model", responses=docs.STATS)
+async def all_stats(plane: Plane) -> Response:
+    return json_response(plane.statistics(None, None))
+
+
+@router.get("/v2/models/{name}", tags=["metadata"], summary="Model metadata", responses=docs.MODEL_METADATA)
+async def model_metadata(name: Name, plane: Plane) -> Response:
+    return json_response(plane.model_metadata(name, None))
+
+
+@router.get(
+    "/v2/models/{name}/versions/{version}",
+    tags=["metadata"],
+    summary="Model version metadata",
+    responses=docs.MODEL_METADATA,
+)
+async def version_metadata(name: Name, version: Version, plane: Plane) -> Response:
+    return json_response(plane.model_metadata(name, version))
+
+
+@router.get("/v2/models/{name}/ready", tags=["health"], summary="Model ready", responses=docs.HEALTH)
+async def model_ready(name: Name, plane: Plane) -> Response:
+    plane.model_ready(name, None)
+    return Response(status_code=200)
+
+
+@router.get(
+    "/v2/models/{name}/versions/{version}/ready",
+    tags=["health"],
+    summary="Model version ready",
+    responses=docs.HEALTH,
+)
+async def version_ready(name: Name, version: Version, plane: Plane) -> Response:
+    plane.model_ready(name, version)
+    return Response(status_code=200)
+
+
+@router.get(
+    "/v2/models/{name}/config", tags=["metadata"], summary="Model configuration (Triton)", responses=docs.CONFIG
+)
+async def model_config(name: Name, plane: Plane) -> Response:
+    return json_response(plane.model_config(name, None))
+
+
+@router.get(
+    "/v2/models/{name}/versions/{version}/config",
+    tags=["metadata"],
+    summary="Model version configuration (Triton)",
+    responses=docs.CONFIG,
+)
+async def version_config(name: Name, version: Version, plane: Plane) -> Response:
+    return json_response(plane.model_config(name, version))
+
+
+# -- inference --------------------------------------------------------------------------
+
+
+async def _infer(request: Request, plane: DataPlane, config: Settings, name: str, version: str | None) -> Response:
+    body = await read_body(request, config.max_body_bytes)
+    payload = V2Payload(body, request.headers.get(HEADER_LENGTH))
+    codec = V2Codec(config.max_tensor_elements)
+    encoded: EncodedBody = await unless_disconnected(request.receive, plane.infer(name, version, payload, codec))
+    headers = {HEADER_LENGTH: str(encoded.header_length)} if encoded.header_length is not None else None
+    return Response(encoded.body, media_type=encoded.content_type, headers=headers)
+
+
+@router.post(
+    "/v2/models/{name}/infer",
+    tags=["inference"],
+    summary="Inference",
+    openapi_extra=docs.INFER_REQUEST,
+    responses=docs.INFER_RESPONSES,
+)
+async def infer(name: Name, request: Request, plane: Plane, config: Config) -> Response:
+    return await _infer(request, plane, config, name, None)
+
+
+@router.post(
+    "/v2/models/{name}/versions/{version}/infer",
+    tags=["inference"],
+    summary="Inference on one version",
+    openapi_extra=docs.INFER_REQUEST,
+    responses=docs.INFER_RESPONSES,
+)
+async def infer_version(name: Name, version: Version, request: Request, plane: Plane, config: Config) -> Response:
+    return await _infer(request, plane, config, name, version)
+
+
+# -- statistics -------------------------------------------------------------------------
+
+
+@router.get("/v2/models/{name}/stats", tags=["statistics"], summary="Model statistics", responses=docs.STATS)
+async def model_stats(name: Name, plane: Plane) -> Response:
+    return json_response(plane.statistics(name, None))
+
+
+@router.get(
+    "/v2/models/{name}/versions/{version}/stats",
+    tags=["statistics"],
+    summary="Model version statistics",
+    responses=docs.STATS,
+)
+async def version_stats(name: Name, version: Version, plane: Plane) -> Response:
+    return json_response(plane.statistics(name, version))
+
+
+# -- repository extension ---------------------------------------------------------------
+
+
+async def _optional_json(request: Request, config: Settings) -> dict[str, Any]:
+    # tritonclient may send an empty body with no Content-Length.
+    body = await read_body(request, config.max_body_bytes)
+    if not body.strip():
+        return {}
+    doc = load_json(body)
+    if not isinstance(doc, dict):
+        raise InvalidInput("the request body must be a JSON object")
+    return doc
+
+
+@router.post(
+    "/v2/repository/index",
+    tags=["repository"],
+    summary="Repository index",
+    openapi_extra=docs.INDEX_REQUEST,
+    responses=docs.INDEX,
+)
+async def repository_index(request: Request, plane: Plane, config: Config) -> Response:
+    doc = await _optional_json(request, config)
+    entries = plane.models.index()
+    if doc.get("ready"):
+        entries = [e for e in entries if e["state"] == "READY"]
+    return json_response(entries)
+
+
+@router.post(
+    "/v2/repository/models/{name}/load",
+    tags=["repository"],
+    summary="Load or reload a model",
+    openapi_extra=docs.LOAD_REQUEST,
+    responses=docs.EMPTY_OK,
+)
+async def repository_load(name: Name, request: Request, plane: Plane, config: Config) -> Response:
+    doc = await _optional_json(request, config)
+    parameters = doc.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidInput('"parameters" must be an object')
+    overrides = sorted(k for k in parameters if k == "config" or k.startswith("file:"))
+    if overrides:
+        raise InvalidInput(
+            f"loading with {', '.join(overrides)} is not supported: put the files and "
+            "config.yaml in the model repository and load by name"
+        )
+    await plane.models.load(name)
+    return Response(status_code=200)
+
+
+@router.post(
+    "/v2/repository/models/{name}/unload",
+    tags=["repository"],
+    summary="Unload a model",
+    openapi_extra=docs.INDEX_REQUEST,
+    responses=docs.EMPTY_OK,
+)
+async def repository_unload(name: Name, request: Request, plane: Plane, config: Config) -> Response:
+    await _optional_json(request, config)
+    await plane.models.unload(name)
+    return Response(status_code=200)

@@ -1,0 +1,259 @@
+"""ModelManager: which model versions this process has loaded, and their lifecycle:
+load -> warm up -> swap in -> (later) drain -> unload."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ferry.batching import Batcher
+from ferry.config import ModelConfig
+from ferry.errors import ConfigError, FerryError, InvalidInput, NotFound, Unavailable
+from ferry.runtimes import Runtime, load_runtime
+from ferry.signature import Signature, TensorSpec
+from ferry.sources import ModelSource, VersionSource, discover
+from ferry.stats import ModelStats
+
+log = logging.getLogger("ferry.manager")
+
+PLATFORMS = {
+    ".onnx": "onnxruntime_onnx",
+    ".skops": "sklearn_skops",
+    ".joblib": "sklearn_joblib",
+    ".pkl": "sklearn_pickle",
+    ".pickle": "sklearn_pickle",
+    ".pt": "pytorch_torchscript",
+    ".pt2": "pytorch_export",
+    ".py": "python",
+}
+
+READY, LOADING, UNAVAILABLE = "READY", "LOADING", "UNAVAILABLE"
+
+
+@dataclass
+class LoadedVersion:
+    name: str
+    version: str
+    platform: str
+    signature: Signature
+    config: ModelConfig
+    batcher: Batcher
+    stats: ModelStats
+    batchable: bool
+    warmup_ms: float
+
+
+@dataclass
+class VersionState:
+    state: str
+    reason: str = ""
+
+
+@dataclass
+class _Model:
+    versions: dict[str, LoadedVersion] = field(default_factory=dict)
+    states: dict[str, VersionState] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    error: str | None = None
+
+    def latest(self) -> LoadedVersion | None:
+        if not self.versions:
+            return None
+        return self.versions[max(self.versions, key=int)]
+
+
+class ModelManager:
+    def __init__(self, paths: list[Path]) -> None:
+        self._paths = paths
+        self._models: dict[str, _Model] = {}
+        self.ready = False
+
+    async def load_all(self) -> None:
+        """Load every model found at start-up; a model that fails is marked
+        UNAVAILABLE with its reason and the others still load."""
+        sources = discover(self._paths)
+        for source in sources.values():
+            self._models.setdefault(source.name, _Model())
+        for name in sources:
+            await self._load_source(sources[name])
+        self.ready = True
+        log.info("ready: %d model(s) loaded", sum(1 for m in self._models.values() if m.versions))
+
+    async def load(self, name: str) -> None:
+        """(Re)load one model from disk. New versions are warm before they take traffic;
+        replaced versions finish their queued requests before they are released."""
+        source = discover(self._paths).get(name)
+        if source is None:
+            raise NotFound(f"no model named {name!r} in the model repository")
+        self._models.setdefault(name, _Model())
+        await self._load_source(source)
+        model = self._models[name]
+        if model.error:
+            raise InvalidInput(f"model {name!r} failed to load: {model.error}")
+        if not model.versions:
+            reasons = "; ".join(f"version {v}: {s.reason}" for v, s in model.states.items())
+            raise InvalidInput(f"model {name!r} failed to load: {reasons}")
+
+    async def unload(self, name: str) -> None:
+        model = self._models.get(name)
+        if model is None:
+            raise NotFound(f"unknown model {name!r}")
+        async with model.lock:
+            old = list(model.versions.values())
+            model.versions.clear()
+            for version in model.states:
+                model.states[version] = VersionState(UNAVAILABLE, "unloaded")
+        await asyncio.gather(*(v.batcher.drain() for v in old))
+        log.info("unloaded model %s", name)
+
+    def get(self, name: str, version: str | None = None) -> LoadedVersion:
+        model = self._models.get(name)
+        if model is None:
+            raise NotFound(f"unknown model {name!r}")
+        if version is None:
+            loaded = model.latest()
+            if loaded is None:
+                raise Unavailable(f"model {name!r} is not ready: {self._reason(model)}")
+            return loaded
+        if not version.isdigit():
+            raise InvalidInput(f"version must be a positive integer, not {version!r}")
+        loaded = model.versions.get(str(int(version)))
+        if loaded is not None:
+            return loaded
+        state = model.states.get(str(int(version)))
+        if state is None:
+            raise NotFound(f"model {name!r} has no version {version}")
+        raise Unavailable(
+            f"model {name!r} version {version} is not ready: {state.state.lower()} {state.reason}".rstrip()
+        )
+
+    def names(self) -> list[str]:
+        return sorted(self._models)
+
+    def loaded(self) -> list[LoadedVersion]:
+        return [v for m in self._models.values() for _, v in sorted(m.versions.items(), key=lambda kv: int(kv[0]))]
+
+    def versions_of(self, name: str) -> list[str]:
+        return sorted(self._models[name].versions, key=int) if name in self._models else []
+
+    def index(self) -> list[dict[str, str]]:
+        entries = []
+        for name in sorted(self._models):
+            model = self._models[name]
+            if model.error or not model.states:
+                entries.append(
+                    {"name": name, "version": "", "state": UNAVAILABLE, "reason": model.error or "not loaded"}
+                )
+            for version, state in sorted(model.states.items(), key=lambda kv: int(kv[0])):
+                entries.append({"name": name, "version": version, "state": state.state, "reason": state.reason})
+        return entries
+
+    async def close(self) -> None:
+        await asyncio.gather(*(v.batcher.drain() for v in self.loaded()))
+
+    def _reason(self, model: _Model) -> str:
+        if model.error:
+            return model.error
+        reasons = [f"version {v} {s.state.lower()}: {s.reason}".rstrip(": ") for v, s in model.states.items()]
+        return "; ".join(reasons) or "not loaded"
+
+    async def _load_source(self, source: ModelSource) -> None:
+        model = self._models[source.name]
+        async with model.lock:
+            model.error = source.error
+            if source.error:
+                log.error("model %s cannot be loaded: %s", source.name, source.error)
+                return
+            fresh: dict[str, LoadedVersion] = {}
+            for version in source.versions:
+                key = str(version.version)
+                model.states[key] = VersionState(LOADING)
+                try:
+                    fresh[key] = await self._load_version(source, version)
+                    model.states[key] = VersionState(READY)
+                except (ConfigError, FerryError) as exc:
+                    reason = exc.message if isinstance(exc, FerryError) else str(exc)
+                    log.error("model %s version %s failed to load: %s", source.name, key, reason)
+                    if key in model.versions:
+                        # A failed reload keeps serving what already worked.
+                        fresh[key] = model.versions[key]
+                        model.states[key] = VersionState(READY, f"reload failed: {reason}")
+                    else:
+                        model.states[key] = VersionState(UNAVAILABLE, reason)
+            # The swap: one assignment, so a request sees either the old set or the new.
+            replaced = [v for v in model.versions.values() if all(v is not f for f in fresh.values())]
+            model.versions = fresh
+            for key in list(model.states):
+                if key not in {str(v.version) for v in source.versions}:
+                    del model.states[key]
+        await asyncio.gather(*(v.batcher.drain() for v in replaced))
+
+    async def _load_version(self, source: ModelSource, version: VersionSource) -> LoadedVersion:
+        started = time.perf_counter()
+        runtime_name = source.runtime_for(version)
+        config = source.config
+        runtimes, warmup_ms = await asyncio.to_thread(_build, runtime_name, version.path, config)
+        stats = ModelStats()
+        batcher = Batcher(
+            runtimes,
+            max_batch_size=config.max_batch_size,
+            max_delay_ms=config.max_delay_ms,
+            max_queue_size=config.max_queue_size,
+            timeout_s=config.timeout_ms / 1000,
+            stats=stats,
+            name=source.name,
+        )
+        batcher.start()
+        log.info(
+            "loaded %s version %d (%s) in %.0f ms, warm-up %.1f ms",
+            source.name,
+            version.version,
+            runtime_name,
+            (time.perf_counter() - started) * 1000,
+            warmup_ms,
+        )
+        return LoadedVersion(
+            name=source.name,
+            version=str(version.version),
+            platform=PLATFORMS.get(version.path.suffix, runtime_name),
+            signature=runtimes[0].signature,
+            config=config,
+            batcher=batcher,
+            stats=stats,
+            batchable=runtimes[0].batchable and config.max_batch_size > 1,
+            warmup_ms=warmup_ms,
+        )
+
+
+def _build(runtime_name: str, path: Path, config: ModelConfig) -> tuple[list[Runtime], float]:
+    """In a thread: load each instance and warm it up with synthetic inputs, so the
+    first real request pays no lazy initialisation."""
+    runtimes = [load_runtime(runtime_name, path, config) for _ in range(config.instances)]
+    if not config.warmup:
+        return runtimes, 0.0
+    inputs = synthetic_inputs(runtimes[0].signature.inputs)
+    started = time.perf_counter()
+    for runtime in runtimes:
+        try:
+            runtime.predict(inputs)
+        except Exception as exc:
+            for r in runtimes:
+                r.close()
+            raise ConfigError(f"warm-up inference failed: {type(exc).__name__}: {exc}") from None
+    return runtimes, (time.perf_counter() - started) * 1000 / len(runtimes)
+
+
+def synthetic_inputs(specs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray]:
+    inputs = {}
+    for spec in specs:
+        shape = tuple(1 if d == -1 else d for d in spec.shape)
+        if spec.datatype == "BYTES":
+            inputs[spec.name] = np.full(shape, b"ferry", dtype=object)
+        else:
+            inputs[spec.name] = np.zeros(shape, dtype=spec.dtype)
+    return inputs

@@ -1,0 +1,112 @@
+"""ONNX models through onnxruntime: the default and fastest path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferry.config import ModelConfig
+from ferry.errors import ConfigError, InvalidInput
+from ferry.runtimes.base import override_specs
+from ferry.signature import Signature, TensorSpec
+
+# onnxruntime's element type names -> OIP datatypes.
+_DATATYPES = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(string)": "BYTES",
+}
+
+
+class OnnxRuntime:
+    def __init__(self, session: Any, signature: Signature) -> None:
+        self._session = session
+        self.signature = signature
+        self.batchable = signature.batch_axis
+        self._output_names = list(signature.output_names)
+        self._string_inputs = {s.name for s in signature.inputs if s.datatype == "BYTES"}
+        self._invalid_argument: type[Exception] = _invalid_argument_error()
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feed = {
+            # onnxruntime wants str elements for string tensors, not bytes.
+            name: _to_str(array) if name in self._string_inputs else array
+            for name, array in inputs.items()
+        }
+        try:
+            results = self._session.run(self._output_names, feed)
+        except self._invalid_argument as exc:
+            raise InvalidInput(f"the model refused the input: {_first_line(exc)}") from None
+        return dict(zip(self._output_names, results, strict=True))
+
+    def close(self) -> None:
+        self._session = None
+
+
+def load(path: Path, config: ModelConfig) -> OnnxRuntime:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if config.threads:
+        options.intra_op_num_threads = config.threads
+    try:
+        session = ort.InferenceSession(str(path), options, providers=_providers(ort, config))
+    except Exception as exc:
+        raise ConfigError(f"onnxruntime cannot load {path.name}: {_first_line(exc)}") from None
+    inputs = tuple(_spec(arg) for arg in session.get_inputs())
+    # Outputs that are not tensors (such as sequences of maps) have no OIP form.
+    outputs = tuple(_spec(arg) for arg in session.get_outputs() if arg.type in _DATATYPES)
+    unsupported = [arg.name for arg in session.get_inputs() if arg.type not in _DATATYPES]
+    if unsupported:
+        raise ConfigError(f"inputs {', '.join(unsupported)} are not tensors; Ferry cannot feed them")
+    signature = Signature(
+        override_specs(inputs, [t.spec() for t in config.inputs] if config.inputs else None),
+        override_specs(outputs, [t.spec() for t in config.outputs] if config.outputs else None),
+    )
+    return OnnxRuntime(session, signature)
+
+
+def _providers(ort: Any, config: ModelConfig) -> list[str]:
+    available = ort.get_available_providers()
+    if config.device == "cuda" and "CUDAExecutionProvider" not in available:
+        raise ConfigError("device: cuda was asked for but onnxruntime has no CUDA provider")
+    if config.device != "cpu" and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _spec(arg: Any) -> TensorSpec:
+    datatype = _DATATYPES.get(arg.type)
+    if datatype is None:
+        raise ConfigError(f"tensor {arg.name!r} has type {arg.type}, which Ferry cannot serve")
+    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (arg.shape or []))
+    return TensorSpec(arg.name, datatype, shape)
+
+
+def _to_str(array: np.ndarray) -> np.ndarray:
+    flat = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in array.reshape(-1)]
+    return np.array(flat, dtype=object).reshape(array.shape)
+
+
+def _invalid_argument_error() -> type[Exception]:
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    error: type[Exception] = state.InvalidArgument
+    return error
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,95 @@
+"""Per model version counters in the shape of the OIP statistics extension."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Duration:
+    count: int = 0
+    ns: int = 0
+
+    def add(self, ns: int, count: int = 1) -> None:
+        self.count += count
+        self.ns += ns
+
+    def to_json(self) -> dict[str, int]:
+        return {"count": self.count, "ns": self.ns}
+
+
+@dataclass
+class BatchDurations:
+    compute_input: Duration = field(default_factory=Duration)
+    compute_infer: Duration = field(default_factory=Duration)
+    compute_output: Duration = field(default_factory=Duration)
+
+
+class ModelStats:
+    """Request counts and times (success, fail, queue, compute) and a histogram of
+    executed batch sizes. Updated from the event loop and from worker threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.inference_count = 0
+        self.execution_count = 0
+        self.last_inference_ms = 0
+        self.success = Duration()
+        self.fail = Duration()
+        self.queue = Duration()
+        self.compute_input = Duration()
+        self.compute_infer = Duration()
+        self.compute_output = Duration()
+        self.batches: dict[int, BatchDurations] = {}
+
+    def record_request(self, ok: bool, ns: int) -> None:
+        with self._lock:
+            (self.success if ok else self.fail).add(ns)
+            self.last_inference_ms = int(time.time() * 1000)
+
+    def record_execution(
+        self, requests: int, rows: int, queue_ns: list[int], input_ns: int, infer_ns: int, output_ns: int
+    ) -> None:
+        with self._lock:
+            self.execution_count += 1
+            self.inference_count += rows
+            for ns in queue_ns:
+                self.queue.add(ns)
+            # Each request in the batch is charged the batch's compute time, as Triton does.
+            self.compute_input.add(input_ns * requests, requests)
+            self.compute_infer.add(infer_ns * requests, requests)
+            self.compute_output.add(output_ns * requests, requests)
+            batch = self.batches.setdefault(rows, BatchDurations())
+            batch.compute_input.add(input_ns)
+            batch.compute_infer.add(infer_ns)
+            batch.compute_output.add(output_ns)
+
+    def to_json(self, name: str, version: str) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "name": name,
+                "version": version,
+                "last_inference": self.last_inference_ms,
+                "inference_count": self.inference_count,
+                "execution_count": self.execution_count,
+                "inference_stats": {
+                    "success": self.success.to_json(),
+                    "fail": self.fail.to_json(),
+                    "queue": self.queue.to_json(),
+                    "compute_input": self.compute_input.to_json(),
+                    "compute_infer": self.compute_infer.to_json(),
+                    "compute_output": self.compute_output.to_json(),
+                },
+                "batch_stats": [
+                    {
+                        "batch_size": size,
+                        "compute_input": b.compute_input.to_json(),
+                        "compute_infer": b.compute_infer.to_json(),
+                        "compute_output": b.compute_output.to_json(),
+                    }
+                    for size, b in sorted(self.batches.items())
+                ],
+            }
