@@ -79,8 +79,8 @@ class ModelManager:
         sources = discover(self._paths)
         for source in sources.values():
             self._models.setdefault(source.name, _Model())
-        for name in sources:
-            await self._load_source(sources[name])
+        # Concurrently, so a model whose library is slow to import delays only itself.
+        await asyncio.gather(*(self._load_source(source) for source in sources.values()))
         self.ready = True
         log.info("ready: %d model(s) loaded", sum(1 for m in self._models.values() if m.versions))
 

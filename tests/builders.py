@@ -1,0 +1,158 @@
+"""Test models built on the spot: small ONNX graphs with onnx.helper, scikit-learn on
+its bundled data sets, TorchScript/torch.export modules and Python models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+ONNX_TYPES = {
+    "BOOL": TensorProto.BOOL,
+    "UINT8": TensorProto.UINT8,
+    "UINT16": TensorProto.UINT16,
+    "UINT32": TensorProto.UINT32,
+    "UINT64": TensorProto.UINT64,
+    "INT8": TensorProto.INT8,
+    "INT16": TensorProto.INT16,
+    "INT32": TensorProto.INT32,
+    "INT64": TensorProto.INT64,
+    "FP16": TensorProto.FLOAT16,
+    "FP32": TensorProto.FLOAT,
+    "FP64": TensorProto.DOUBLE,
+    "BYTES": TensorProto.STRING,
+}
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> Path:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def add_sub_onnx(path: Path, datatype: str = "FP32", width: int = 16) -> Path:
+    """Triton's classic example: OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1,
+    each [-1, width]."""
+    t = ONNX_TYPES[datatype]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
+            helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"]),
+        ],
+        "add_sub",
+        [
+            helper.make_tensor_value_info("INPUT0", t, ["batch", width]),
+            helper.make_tensor_value_info("INPUT1", t, ["batch", width]),
+        ],
+        [
+            helper.make_tensor_value_info("OUTPUT0", t, ["batch", width]),
+            helper.make_tensor_value_info("OUTPUT1", t, ["batch", width]),
+        ],
+    )
+    return _save(graph, path)
+
+
+def identity_onnx(path: Path, datatype: str, shape: list[int | str] | None = None) -> Path:
+    """OUTPUT0 = INPUT0 for any datatype (BYTES is an ONNX string tensor)."""
+    t = ONNX_TYPES[datatype]
+    dims = shape if shape is not None else ["batch", "n"]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])],
+        "identity",
+        [helper.make_tensor_value_info("INPUT0", t, dims)],
+        [helper.make_tensor_value_info("OUTPUT0", t, dims)],
+    )
+    return _save(graph, path)
+
+
+def scale_onnx(path: Path, factor: float, width: int = 4) -> Path:
+    """y = x * factor on FP32 [-1, width]: versions of one model can be told apart."""
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "factor"], ["y"])],
+        "scale",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])],
+        initializer=[helper.make_tensor("factor", TensorProto.FLOAT, [], [factor])],
+    )
+    return _save(graph, path)
+
+
+def digits_skops(path: Path) -> Path:
+    """A logistic regression on scikit-learn's bundled digits, saved with skops."""
+    import skops.io as sio
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+
+    digits = load_digits()
+    model = LogisticRegression(max_iter=500).fit(digits.data[:1000], digits.target[:1000])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sio.dump(model, path)
+    return path
+
+
+def iris_joblib(path: Path) -> Path:
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.tree import DecisionTreeClassifier
+
+    iris = load_iris()
+    model = DecisionTreeClassifier(random_state=0).fit(iris.data, iris.target_names[iris.target])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, path)
+    return path
+
+
+def digits_sample(rows: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return digits.data[1000 : 1000 + rows].astype(np.float32), digits.target[1000 : 1000 + rows]
+
+
+PYTHON_MODEL = '''
+import numpy as np
+
+import ferry
+from ferry.signature import TensorSpec
+
+
+class Upper(ferry.Model):
+    """Upper-cases text and reports its length."""
+
+    inputs = [TensorSpec("text", "BYTES", (-1,))]
+    outputs = [TensorSpec("upper", "BYTES", (-1,)), TensorSpec("length", "INT64", (-1,))]
+    batchable = True
+
+    def load(self):
+        self.suffix = (self.path / "suffix.txt").read_text().strip() if (self.path / "suffix.txt").exists() else ""
+
+    def predict(self, inputs):
+        texts = [t.decode("utf-8") for t in inputs["text"]]
+        upper = np.array([(t.upper() + self.suffix).encode() for t in texts], dtype=object)
+        length = np.array([len(t) for t in texts], dtype=np.int64)
+        return {"upper": upper, "length": length}
+'''
+
+
+def python_model(directory: Path, source: str = PYTHON_MODEL) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "model.py"
+    path.write_text(source)
+    return path
+
+
+def repository(root: Path) -> Path:
+    """A model repository with one model of each kind the e2e tests need."""
+    add_sub_onnx(root / "add_sub" / "1" / "model.onnx")
+    for datatype in ("FP32", "FP16", "INT32", "INT64", "BOOL", "BYTES", "UINT8", "INT8", "FP64"):
+        identity_onnx(root / f"identity_{datatype.lower()}" / "1" / "model.onnx", datatype)
+    scale_onnx(root / "scale" / "1" / "model.onnx", 1.0)
+    scale_onnx(root / "scale" / "2" / "model.onnx", 2.0)
+    digits_skops(root / "digits" / "1" / "model.skops")
+    python_model(root / "upper" / "1")
+    return root
