@@ -1,17 +1,28 @@
 """Running the app under uvicorn. uvicorn's own SIGTERM handling is what we want:
 stop accepting, finish in-flight requests (up to the graceful timeout), run the
-lifespan shutdown that drains the batchers, exit 0."""
+lifespan shutdown that drains the batchers; only its exit status is changed (to 0)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
 from ferry.http.app import create_app
 from ferry.manager import ModelManager
 from ferry.settings import Settings
+
+
+class _Server(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal after its graceful shutdown, so the process dies
+        # "killed by SIGTERM". A requested stop that drained cleanly is a success: exit 0.
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list) and sig in captured:
+            captured.remove(sig)
 
 
 def serve(paths: list[Path], settings: Settings) -> None:
@@ -26,4 +37,4 @@ def serve(paths: list[Path], settings: Settings) -> None:
         server_header=False,
     )
     logging.getLogger("ferry").info("serving on http://%s:%d", settings.host, settings.port)
-    uvicorn.Server(config).run()
+    _Server(config).run()
