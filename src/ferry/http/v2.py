@@ -24,12 +24,13 @@ Name = Annotated[str, Path(description="Model name", examples=["digits"])]
 Version = Annotated[str, Path(description="Model version, a positive integer", examples=["1"])]
 
 
-def dataplane(request: Request) -> DataPlane:
+# async: FastAPI runs plain-def dependencies in a thread pool, a costly hop per request.
+async def dataplane(request: Request) -> DataPlane:
     plane: DataPlane = request.app.state.dataplane
     return plane
 
 
-def settings(request: Request) -> Settings:
+async def settings(request: Request) -> Settings:
     value: Settings = request.app.state.settings
     return value
 
