@@ -194,7 +194,9 @@ class Batcher:
         merged = time.perf_counter_ns()
         outputs = runtime.predict(inputs)
         predicted = time.perf_counter_ns()
-        results = [outputs] if len(batch) == 1 else _split(outputs, batch)
+        # Checked for a lone request too: otherwise a batch refused by _split is retried
+        # one by one and the same wrong rows reach the clients unchecked.
+        results = _split(outputs, batch) if self._batching else [outputs]
         done = time.perf_counter_ns()
         rows = sum(p.rows for p in batch)
         self._stats.record_execution(

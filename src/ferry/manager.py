@@ -95,8 +95,11 @@ class ModelManager:
         model = self._models[name]
         if model.error:
             raise InvalidInput(f"model {name!r} failed to load: {model.error}")
-        if not model.versions:
-            reasons = "; ".join(f"version {v}: {s.reason}" for v, s in model.states.items())
+        # A failed reload is an error too, though the old version keeps serving: the
+        # client asked for the files now on disk and must not think they are live.
+        failed = [(v, s) for v, s in model.states.items() if s.state != READY or s.reason]
+        if failed or not model.versions:
+            reasons = "; ".join(f"version {v}: {s.reason}" for v, s in sorted(failed, key=lambda vs: int(vs[0])))
             raise InvalidInput(f"model {name!r} failed to load: {reasons}")
 
     async def unload(self, name: str) -> None:
@@ -120,7 +123,8 @@ class ModelManager:
             if loaded is None:
                 raise Unavailable(f"model {name!r} is not ready: {self._reason(model)}")
             return loaded
-        if not version.isdigit():
+        # isascii: str.isdigit() is also true of "²" and other digits int() refuses (a 500).
+        if not (version.isascii() and version.isdigit()):
             raise InvalidInput(f"version must be a positive integer, not {version!r}")
         loaded = model.versions.get(str(int(version)))
         if loaded is not None:
@@ -176,9 +180,13 @@ class ModelManager:
                 try:
                     fresh[key] = await self._load_version(source, version)
                     model.states[key] = VersionState(READY)
-                except (ConfigError, FerryError) as exc:
-                    reason = exc.message if isinstance(exc, FerryError) else str(exc)
+                except Exception as exc:
+                    # Anything, even a bug in a model's own __init__, must fail only this
+                    # version: an escaped exception would leave the server never ready.
+                    reason = _load_failure(exc)
                     log.error("model %s version %s failed to load: %s", source.name, key, reason)
+                    # Libraries quote the absolute path; the log keeps it, clients see the name.
+                    reason = reason.replace(str(version.path), version.path.name)
                     if key in model.versions:
                         # A failed reload keeps serving what already worked.
                         fresh[key] = model.versions[key]
@@ -228,6 +236,14 @@ class ModelManager:
             batchable=runtimes[0].batchable and config.max_batch_size > 1,
             warmup_ms=warmup_ms,
         )
+
+
+def _load_failure(exc: Exception) -> str:
+    if isinstance(exc, FerryError):
+        return exc.message
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _build(runtime_name: str, path: Path, config: ModelConfig) -> tuple[list[Runtime], float]:

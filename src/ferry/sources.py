@@ -92,8 +92,9 @@ def _discover_one(path: Path) -> list[ModelSource]:
 
 
 def _version_dirs(path: Path) -> list[Path]:
+    # isascii: str.isdigit() is also true of names such as "²" that int() refuses.
     return sorted(
-        (p for p in path.iterdir() if p.is_dir() and p.name.isdigit() and int(p.name) > 0),
+        (p for p in path.iterdir() if p.is_dir() and p.name.isascii() and p.name.isdigit() and int(p.name) > 0),
         key=lambda p: int(p.name),
     )
 

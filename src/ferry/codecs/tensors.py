@@ -96,17 +96,35 @@ def array_from_json(name: str, datatype: str, data: Any, *, allow_b64: bool = Fa
             raise InvalidInput(f"input {name!r}: BOOL data must be true/false values")
         return values
     if kind not in "iuf" or (kind == "f" and dtype.kind in "iu"):
-        wanted = "integers" if dtype.kind in "iu" else "numbers"
-        raise InvalidInput(f"input {name!r}: {datatype} data must be {wanted}")
+        exact = _exact_integers(name, datatype, data) if dtype.kind in "iu" and kind in "fO" else None
+        if exact is None:
+            wanted = "integers" if dtype.kind in "iu" else "numbers"
+            raise InvalidInput(f"input {name!r}: {datatype} data must be {wanted}")
+        return exact
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         if values.min() < info.min or values.max() > info.max:
             raise InvalidInput(f"input {name!r}: a value is out of range for {datatype}")
         return values.astype(dtype)
-    converted = values.astype(dtype)
+    # Overflow to inf is detected just below; numpy's warning would only be noise.
+    with np.errstate(over="ignore"):
+        converted = values.astype(dtype)
     if dtype.itemsize < values.dtype.itemsize and np.isinf(converted).any():
         raise InvalidInput(f"input {name!r}: a value is out of range for {datatype}")
     return converted
+
+
+def _exact_integers(name: str, datatype: str, data: Any) -> np.ndarray | None:
+    """numpy reads a list mixing small integers with integers past INT64 (valid UINT64
+    data) as float64 or object. Decide from the Python values themselves; only this
+    rare path pays for the per-element check."""
+    flat = np.array(data, dtype=object).reshape(-1)
+    if not all(type(v) is int for v in flat):
+        return None
+    info = np.iinfo(NUMPY_DTYPES[datatype])
+    if any(v < info.min or v > info.max for v in flat):
+        raise InvalidInput(f"input {name!r}: a value is out of range for {datatype}")
+    return np.array(data, dtype=NUMPY_DTYPES[datatype])
 
 
 def _bytes_from_json(name: str, data: Any, allow_b64: bool) -> np.ndarray:

@@ -42,7 +42,7 @@ class OnnxRuntime:
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feed = {
             # onnxruntime wants str elements for string tensors, not bytes.
-            name: _to_str(array) if name in self._string_inputs else array
+            name: _to_str(name, array) if name in self._string_inputs else array
             for name, array in inputs.items()
         }
         try:
@@ -95,8 +95,13 @@ def _spec(arg: Any) -> TensorSpec:
     return TensorSpec(arg.name, datatype, shape)
 
 
-def _to_str(array: np.ndarray) -> np.ndarray:
-    flat = [x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in array.reshape(-1)]
+def _to_str(name: str, array: np.ndarray) -> np.ndarray:
+    # onnxruntime's Python binding carries string tensors as text only: bytes that are
+    # not UTF-8 cannot reach the model unchanged, so refuse them rather than alter them.
+    try:
+        flat = [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in array.reshape(-1)]
+    except UnicodeDecodeError:
+        raise InvalidInput(f"input {name!r}: this ONNX model takes text, and an element is not UTF-8") from None
     return np.array(flat, dtype=object).reshape(array.shape)
 
 

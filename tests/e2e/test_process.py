@@ -1,0 +1,233 @@
+"""The ``ferry serve`` process itself: what it makes of an untidy repository, how it
+stops on SIGTERM, how fast a single model file becomes ready, and its exit codes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from tests.builders import add_sub_onnx, identity_onnx, python_model
+from tests.e2e.server import Server, ferry_command, running, start
+
+TIMEOUT = 30
+# A liveness bound, not a performance claim: DESIGN.md aims at about two seconds.
+STARTUP_BOUND_S = 15.0
+
+
+def identity_request(values: list[float]) -> dict[str, Any]:
+    return {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, len(values)], "data": values}]}
+
+
+# -- an untidy repository -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def untidy_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("untidy")
+    identity_onnx(root / "good" / "1" / "model.onnx", "FP32")
+    (root / "README.txt").write_text("not a model\n")
+    (root / "empty").mkdir()
+    (root / "junk").mkdir()
+    (root / "junk" / "notes.md").write_text("# notes\n")
+    (root / "junk" / "data.csv").write_text("a,b\n1,2\n")
+    (root / "noversion" / "1").mkdir(parents=True)
+    (root / "noversion" / "1" / "readme.txt").write_text("no model file here\n")
+    (root / ".hidden" / "1").mkdir(parents=True)
+    identity_onnx(root / ".hidden" / "1" / "model.onnx", "FP32")
+    (root / "broken" / "1").mkdir(parents=True)
+    (root / "broken" / "1" / "model.onnx").write_bytes(b"this is not an ONNX protobuf \x00\xff" * 10)
+    (root / "loose.onnx").write_bytes(b"\x08\x07garbage")
+    return root
+
+
+@pytest.fixture(scope="module")
+def untidy(untidy_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("logs") / "untidy.log"
+    with running([untidy_repo], log) as srv:
+        yield srv
+
+
+def test_untidy_repository_serves_its_good_model(untidy: Server) -> None:
+    assert untidy.alive()
+    response = requests.post(f"{untidy.url}/v2/models/good/infer", json=identity_request([1, 2]), timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"][0]["data"] == [1.0, 2.0]
+
+
+def test_non_models_are_ignored_with_a_log_line(untidy: Server, untidy_repo: Path) -> None:
+    index = requests.post(f"{untidy.url}/v2/repository/index", timeout=TIMEOUT).json()
+    assert {e["name"] for e in index} == {"good", "broken", "loose"}
+    log = untidy.log()
+    for ignored in ("README.txt", "empty", "junk", "noversion"):
+        lines = [line for line in log.splitlines() if "ignoring" in line and str(untidy_repo / ignored) in line]
+        assert lines, f"no log line says {ignored} was ignored:\n{log}"
+    assert ".hidden" not in {e["name"] for e in index}
+    assert "Traceback" not in log
+
+
+def test_corrupt_onnx_is_unavailable_with_a_reason(untidy: Server) -> None:
+    index = {e["name"]: e for e in requests.post(f"{untidy.url}/v2/repository/index", timeout=TIMEOUT).json()}
+    assert index["good"]["state"] == "READY"
+    assert "onnxruntime cannot load model.onnx" in index["broken"]["reason"]
+    assert "onnxruntime cannot load loose.onnx" in index["loose"]["reason"]
+    for name in ("broken", "loose"):
+        assert index[name]["state"] == "UNAVAILABLE", index[name]
+        assert index[name]["version"] == "1"
+        # The reason reaches clients too, with 503 and Retry-After.
+        response = requests.post(f"{untidy.url}/v2/models/{name}/infer", json=identity_request([1]), timeout=TIMEOUT)
+        assert response.status_code == 503
+        assert response.headers["retry-after"]
+        assert "onnxruntime cannot load" in response.json()["error"]
+
+
+def test_corrupt_model_through_tritonclient(untidy: Server) -> None:
+    client = httpclient.InferenceServerClient(url=untidy.address)
+    try:
+        assert client.is_server_ready()
+        assert not client.is_model_ready("broken")
+        assert client.is_model_ready("good")
+        with pytest.raises(InferenceServerException) as info:
+            client.load_model("broken")
+        assert info.value.status() == "400"
+        assert "onnxruntime cannot load" in (info.value.message() or "")
+        # A failed load takes nothing else down.
+        assert client.is_model_ready("good")
+    finally:
+        client.close()
+    assert untidy.alive()
+
+
+# -- SIGTERM with requests in flight ----------------------------------------------------
+
+SLOW_MODEL = """
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+import ferry
+from ferry.signature import TensorSpec
+
+STARTED = Path({started!r})
+
+
+class Slow(ferry.Model):
+    inputs = [TensorSpec("x", "FP32", (-1,))]
+    outputs = [TensorSpec("y", "FP32", (-1,))]
+
+    def predict(self, inputs):
+        # Tell the test this request is inside the model, then take a while.
+        (STARTED / uuid.uuid4().hex).touch()
+        time.sleep(0.5)
+        return {{"y": inputs["x"] + 1}}
+"""
+IN_FLIGHT = 3
+
+
+def slow_repo(root: Path, started: Path) -> Path:
+    started.mkdir(parents=True)
+    python_model(root / "slow" / "1", SLOW_MODEL.format(started=str(started)))
+    # One instance per request, so all of them are inside predict() at once.
+    (root / "slow" / "config.yaml").write_text(f"instances: {IN_FLIGHT}\nwarmup: false\n")
+    return root
+
+
+def test_sigterm_lets_in_flight_requests_finish(tmp_path: Path) -> None:
+    started = tmp_path / "started"
+    repo = slow_repo(tmp_path / "repo", started)
+    server = start([repo], tmp_path / "server.log")
+    try:
+
+        def call(i: int) -> requests.Response:
+            body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [i, 10 * i]}]}
+            return requests.post(f"{server.url}/v2/models/slow/infer", json=body, timeout=TIMEOUT)
+
+        with ThreadPoolExecutor(IN_FLIGHT) as pool:
+            futures = [pool.submit(call, i) for i in range(IN_FLIGHT)]
+            deadline = time.monotonic() + 10
+            while len(list(started.iterdir())) < IN_FLIGHT:
+                assert time.monotonic() < deadline, f"requests never reached the model\n{server.log()}"
+                time.sleep(0.01)
+            server.process.send_signal(signal.SIGTERM)
+            responses = [f.result() for f in futures]
+        code = server.process.wait(STARTUP_BOUND_S)
+    finally:
+        server.terminate()
+    for i, response in enumerate(responses):
+        assert response.status_code == 200, response.text
+        assert response.json()["outputs"][0]["data"] == [i + 1.0, 10.0 * i + 1.0]
+    assert code == 0, server.log()
+    assert "Application shutdown complete" in server.log()
+
+
+# -- a single model file ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def single_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("single")
+    model = add_sub_onnx(root / "my-adder.onnx")
+    with running([model], root / "server.log") as srv:
+        yield srv
+
+
+def test_single_file_starts_quickly(single_file: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    with capsys.disabled():
+        print(f"\n[e2e] ferry serve my-adder.onnx: ready after {single_file.ready_after_s:.2f} s")
+    assert single_file.ready_after_s < STARTUP_BOUND_S
+
+
+def test_single_file_is_named_after_its_stem_version_1(single_file: Server) -> None:
+    url = single_file.url
+    metadata = requests.get(f"{url}/v2/models/my-adder", timeout=TIMEOUT).json()
+    assert metadata["name"] == "my-adder"
+    assert metadata["versions"] == ["1"]
+    index = requests.post(f"{url}/v2/repository/index", timeout=TIMEOUT).json()
+    assert index == [{"name": "my-adder", "version": "1", "state": "READY", "reason": ""}]
+
+    client = httpclient.InferenceServerClient(url=single_file.address)
+    try:
+        a = np.ones((1, 16), dtype=np.float32)
+        inputs = []
+        for name in ("INPUT0", "INPUT1"):
+            tensor = httpclient.InferInput(name, [1, 16], "FP32")
+            tensor.set_data_from_numpy(a)
+            inputs.append(tensor)
+        result = client.infer("my-adder", inputs, model_version="1")
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a + a)
+        assert result.get_response()["model_version"] == "1"
+        assert not client.is_model_ready("my-adder", model_version="2")
+    finally:
+        client.close()
+
+
+# -- exit codes -------------------------------------------------------------------------
+
+
+def test_no_existing_path_exits_2(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*ferry_command(), "serve", str(tmp_path / "missing.onnx"), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 2
+    assert "none of the given paths exist" in result.stderr
+
+
+def test_idle_server_exits_0_on_sigterm(tmp_path: Path) -> None:
+    server = start([add_sub_onnx(tmp_path / "adder.onnx")], tmp_path / "server.log")
+    assert server.terminate() == 0, server.log()
+    assert "Application shutdown complete" in server.log()
