@@ -43,7 +43,7 @@ def decode_request(body: bytes, signature: Signature, max_elements: int) -> dict
         return {k: _convert(_spec(signature, k), v, max_elements) for k, v in columns.items()}
     if "inputs" in doc:
         value = doc["inputs"]
-        if isinstance(value, dict):
+        if isinstance(value, dict) and set(value) != {"b64"}:
             return {k: _convert(_spec(signature, k), v, max_elements) for k, v in value.items()}
         if len(specs) != 1:
             raise InvalidInput('this model has several inputs: "inputs" must be an object')

@@ -39,10 +39,10 @@ def split_body(body: bytes, header_length: str | None) -> tuple[memoryview, memo
     view = memoryview(body)
     if header_length is None:
         return view, view[:0]
-    try:
-        length = int(header_length)
-    except ValueError:
-        raise InvalidInput("Inference-Header-Content-Length must be an integer") from None
+    # Plain ASCII digits only: int() would also take "1_0", spaces and other scripts' digits.
+    if not (header_length.isascii() and header_length.isdigit()):
+        raise InvalidInput("Inference-Header-Content-Length must be a non-negative integer")
+    length = int(header_length)
     if length < 0 or length > len(body):
         raise InvalidInput(f"Inference-Header-Content-Length is {length}, but the body has {len(body)} bytes")
     return view[:length], view[length:]

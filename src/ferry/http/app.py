@@ -83,7 +83,8 @@ def create_app(settings: Settings, models: ModelManager) -> FastAPI:
         )
 
     @app.get("/", include_in_schema=False)
-    async def home() -> Response:
-        return RedirectResponse("/docs")
+    async def home(request: Request) -> Response:
+        # Behind a proxy that mounts Ferry under a prefix, "/docs" alone would leave it.
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/docs")
 
     return app

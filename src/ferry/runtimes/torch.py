@@ -3,6 +3,7 @@ torch is an optional extra; without it these files get a clear error."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ _DATATYPES = {
     "torch.float32": "FP32",
     "torch.float64": "FP64",
 }
+
+# torch.export.load keeps its deserializer in a module global: two .pt2 files loading
+# at once (the manager loads models concurrently) fail with "already set".
+_EXPORT_LOAD = threading.Lock()
 
 
 class TorchRuntime:
@@ -82,7 +87,8 @@ def load(path: Path, config: ModelConfig) -> TorchRuntime:
     declared = declared_signature(config)
     try:
         if path.suffix == ".pt2":
-            program = torch.export.load(str(path))
+            with _EXPORT_LOAD:
+                program = torch.export.load(str(path))
             signature = declared or _exported_signature(program)
             module = program.module()
             module.to(device)
