@@ -4,6 +4,7 @@ stops on SIGTERM, how fast a single model file becomes ready, and its exit codes
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -231,3 +232,65 @@ def test_idle_server_exits_0_on_sigterm(tmp_path: Path) -> None:
     server = start([add_sub_onnx(tmp_path / "adder.onnx")], tmp_path / "server.log")
     assert server.terminate() == 0, server.log()
     assert "Application shutdown complete" in server.log()
+
+
+# -- a client that leaves ---------------------------------------------------------------
+
+RECORDING_MODEL = """
+import time
+from pathlib import Path
+
+import ferry
+from ferry.signature import TensorSpec
+
+SEEN = Path({seen!r})
+
+
+class Recording(ferry.Model):
+    inputs = [TensorSpec("x", "FP32", (-1,))]
+    outputs = [TensorSpec("y", "FP32", (-1,))]
+
+    def predict(self, inputs):
+        # One file per request computed, named after its first value.
+        (SEEN / str(int(inputs["x"][0]))).touch()
+        time.sleep(0.5)
+        return {{"y": inputs["x"]}}
+"""
+
+
+def test_request_of_a_disconnected_client_is_never_computed(tmp_path: Path) -> None:
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    repo = tmp_path / "repo"
+    python_model(repo / "recording" / "1", RECORDING_MODEL.format(seen=str(seen)))
+    (repo / "recording" / "config.yaml").write_text("instances: 1\nmax_batch_size: 0\nwarmup: false\n")
+    server = start([repo], tmp_path / "server.log")
+    try:
+
+        def call(value: int) -> requests.Response:
+            body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [value]}]}
+            return requests.post(f"{server.url}/v2/models/recording/infer", json=body, timeout=TIMEOUT)
+
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(call, 1)
+            deadline = time.monotonic() + 10
+            while not (seen / "1").exists():
+                assert time.monotonic() < deadline, server.log()
+                time.sleep(0.01)
+            # While the model is busy with request 1, request 2 queues, and its client leaves.
+            body = b'{"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":[2]}]}'
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+                sock.sendall(
+                    b"POST /v2/models/recording/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+                time.sleep(0.1)
+            assert first.result().status_code == 200
+        # Request 3 is computed after request 1; request 2 never is.
+        assert call(3).status_code == 200
+        assert sorted(p.name for p in seen.iterdir()) == ["1", "3"]
+        stats = requests.get(f"{server.url}/v2/models/recording/stats", timeout=TIMEOUT).json()
+        assert stats["model_stats"][0]["execution_count"] == 2
+    finally:
+        server.terminate()
