@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ferry.errors import FerryError, ModelFailed, Unavailable
+from ferry.errors import FerryError, InvalidInput, ModelFailed, Unavailable
 from ferry.runtimes import Runtime
 from ferry.stats import ModelStats
 
@@ -33,9 +33,21 @@ class _Pending:
     rows: int
     # Requests may share a batch only when names, dtypes and trailing dims all agree.
     key: Hashable
-    deadline: float
     future: asyncio.Future[Tensors]
     enqueued_ns: int = field(default_factory=time.perf_counter_ns)
+    # Fails the request with 503 if it is still queued when its deadline passes.
+    expiry: asyncio.TimerHandle | None = None
+
+    def take(self) -> bool:
+        """Leave the queue for a model call; False if the request is already over
+        (its client left or its deadline passed)."""
+        if self.expiry is not None:
+            self.expiry.cancel()
+        return not self.future.done()
+
+    def expire(self) -> None:
+        if not self.future.done():
+            self.future.set_exception(Unavailable("the request timed out waiting in the model's queue"))
 
 
 class Batcher:
@@ -65,6 +77,9 @@ class Batcher:
         self._workers: list[asyncio.Task[None]] = []
         self._busy = 0
         self._closed = False
+        self._name = name
+        # Set whenever the queue is empty and no call runs: what drain() waits for.
+        self._idle = asyncio.Event()
 
     def start(self) -> None:
         self._workers = [asyncio.create_task(self._work(runtime)) for runtime in self._runtimes]
@@ -73,32 +88,48 @@ class Batcher:
     def queued(self) -> int:
         return len(self._queue)
 
-    async def submit(self, inputs: Tensors, timeout_s: float | None = None) -> Tensors:
-        """Queue one request and wait for its outputs. Cancelling the caller (a client
-        that went away) leaves a cancelled future the workers skip."""
+    def check_capacity(self) -> None:
+        """Refuse early, before the caller spends time decoding a request that would
+        only be turned away."""
         if self._closed:
             raise Unavailable("the model is being unloaded; try again")
         if len(self._queue) >= self._max_queue:
             raise Unavailable(f"the model's queue is full ({self._max_queue} requests waiting)")
-        first = next(iter(inputs.values()))
-        rows = first.shape[0] if first.ndim else 1
-        limit = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
-        future: asyncio.Future[Tensors] = asyncio.get_running_loop().create_future()
-        key = tuple((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items())
-        self._queue.append(_Pending(inputs, rows, key, time.monotonic() + limit, future))
-        self._wakeup.set()
-        return await future
 
-    async def drain(self) -> None:
-        """Refuse new requests, let queued and running ones finish, release the models."""
+    async def submit(self, inputs: Tensors, timeout_s: float | None = None) -> Tensors:
+        """Queue one request and wait for its outputs. Cancelling the caller (a client
+        that went away) leaves a cancelled future the workers skip."""
+        self.check_capacity()
+        rows = _rows(inputs) if self._batching else _first_rows(inputs)
+        # Sorted, so requests that list the same inputs in another order still batch.
+        key = tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items())) if self._batching else None
+        loop = asyncio.get_running_loop()
+        pending = _Pending(inputs, rows, key, loop.create_future())
+        limit = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
+        pending.expiry = loop.call_later(limit, pending.expire)
+        self._queue.append(pending)
+        self._wakeup.set()
+        return await pending.future
+
+    async def drain(self, timeout_s: float | None = None) -> None:
+        """Refuse new requests, let queued and running ones finish (for at most
+        ``timeout_s``), then release the models."""
         self._closed = True
-        while self._queue or self._busy:
-            self._wakeup.set()
-            await asyncio.sleep(0.005)
+        self._idle.clear()
+        self._wakeup.set()
+        if self._queue or self._busy:
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout_s)
+            except TimeoutError:
+                log.warning("%s: gave up waiting for %d running call(s) after %ss", self._name, self._busy, timeout_s)
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
-        self._executor.shutdown(wait=True)
+        for pending in self._queue:
+            pending.future.cancel()
+        self._queue.clear()
+        # A model call stuck past the timeout must not hold up the process's exit.
+        self._executor.shutdown(wait=False, cancel_futures=True)
         for runtime in self._runtimes:
             runtime.close()
 
@@ -106,6 +137,8 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             if not self._queue:
+                if self._closed and not self._busy:
+                    self._idle.set()
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
@@ -121,6 +154,8 @@ class Batcher:
                     _deliver(batch, results)
             finally:
                 self._busy -= 1
+                if self._closed and not self._busy and not self._queue:
+                    self._idle.set()
 
     def _take(self) -> list[_Pending]:
         first = self._queue.popleft()
@@ -156,17 +191,8 @@ class Batcher:
             self._add_compatible(batch)
 
     def _live(self, batch: list[_Pending]) -> list[_Pending]:
-        """Drop requests whose client left, and time out those that waited too long."""
-        now = time.monotonic()
-        live = []
-        for pending in batch:
-            if pending.future.done():
-                continue
-            if now > pending.deadline:
-                pending.future.set_exception(Unavailable("the request timed out waiting in the model's queue"))
-                continue
-            live.append(pending)
-        return live
+        """Drop requests whose client left or whose deadline passed while queued."""
+        return [pending for pending in batch if pending.take()]
 
     def _run(self, runtime: Runtime, batch: list[_Pending]) -> list[Tensors | BaseException]:
         """In a worker thread: one model call for the whole batch; if it fails, each
@@ -210,6 +236,21 @@ class Batcher:
         return results
 
 
+def _rows(inputs: Tensors) -> int:
+    """Rows along the batch axis; every input must agree, or one request's rows would
+    be split into another's answer."""
+    sizes = {a.shape[0] if a.ndim else 1 for a in inputs.values()}
+    if len(sizes) != 1:
+        detail = ", ".join(f"{n}: {a.shape[0] if a.ndim else 1}" for n, a in inputs.items())
+        raise InvalidInput(f"every input must have the same first (batch) dimension; got {detail}")
+    return sizes.pop()
+
+
+def _first_rows(inputs: Tensors) -> int:
+    first = next(iter(inputs.values()))
+    return first.shape[0] if first.ndim else 1
+
+
 def _deliver(batch: list[_Pending], results: list[Tensors | BaseException]) -> None:
     for pending, result in zip(batch, results, strict=True):
         if pending.future.done():
@@ -240,5 +281,6 @@ def _split(outputs: Tensors, batch: list[_Pending]) -> list[Tensors]:
 def _as_error(exc: BaseException) -> BaseException:
     if isinstance(exc, FerryError):
         return exc
+    # The details (and any paths in them) go to the log, not to the client.
     log.error("model call failed", exc_info=exc)
-    return ModelFailed(f"the model failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    return ModelFailed(f"the model failed while running the request ({type(exc).__name__}); see the server log")

@@ -33,20 +33,26 @@ class DataPlane:
         self.models = models
 
     async def infer(self, name: str, version: str | None, payload: Any, codec: Codec[Any, EncodedT]) -> EncodedT:
-        model = self.models.get(name, version)  # route
+        # route: the version that answers (explicit, or the latest)
+        model = self.models.get(name, version)
+        # shed load before spending time on decoding
+        model.batcher.check_capacity()
         started = time.perf_counter_ns()
         try:
-            request = codec.decode(payload, model.signature)  # decode
-            check_inputs(model.signature, request.inputs)  # validate
+            # decode the wire format, then validate against the signature
+            request = codec.decode(payload, model.signature)
+            check_inputs(model.signature, request.inputs)
             wanted = _output_names(model, request)
-            outputs = await model.batcher.submit(request.inputs, request.timeout_s)  # batch -> predict
+            # batch -> predict: queue with concurrent requests, run in a worker thread
+            outputs = await model.batcher.submit(request.inputs, request.timeout_s)
             response = InferResponse(
                 model_name=model.name,
                 model_version=model.version,
-                outputs=_select(outputs, wanted),
+                outputs=_select(model.signature, outputs, wanted),
                 id=request.id,
             )
-            encoded = codec.encode(response, request)  # encode
+            # encode in the caller's wire format
+            encoded = codec.encode(response, request)
         except BaseException:
             model.stats.record_request(False, time.perf_counter_ns() - started)
             raise
@@ -69,9 +75,9 @@ class DataPlane:
             "outputs": [s.to_json() for s in model.signature.outputs],
         }
 
-    def model_ready(self, name: str, version: str | None) -> bool:
+    def model_ready(self, name: str, version: str | None) -> None:
+        """Raises unless the model (version) is ready to serve."""
         self.models.get(name, version)
-        return True
 
     def model_config(self, name: str, version: str | None) -> dict[str, Any]:
         """Triton's model configuration, as tritonclient's get_model_config expects:
@@ -125,8 +131,17 @@ def _output_names(model: LoadedVersion, request: InferRequest) -> list[str]:
     return names
 
 
-def _select(outputs: dict[str, np.ndarray], wanted: list[str]) -> dict[str, np.ndarray]:
+def _select(signature: Signature, outputs: dict[str, np.ndarray], wanted: list[str]) -> dict[str, np.ndarray]:
+    """The requested outputs, in the datatypes the metadata advertises (a Python model
+    that computes FP64 for a declared FP32 output answers FP32)."""
     missing = [n for n in wanted if n not in outputs]
     if missing:
         raise ModelFailed(f"the model did not return output(s) {', '.join(missing)}")
-    return {n: outputs[n] for n in wanted}
+    selected = {}
+    for name in wanted:
+        array = outputs[name]
+        spec = signature.output(name)
+        if spec is not None and spec.datatype != "BYTES" and array.dtype != spec.dtype:
+            array = array.astype(spec.dtype)
+        selected[name] = array
+    return selected

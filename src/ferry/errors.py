@@ -50,3 +50,10 @@ class ModelFailed(FerryError):
 
 class ConfigError(Exception):
     """A model's files or config.yaml cannot be used; the message says why."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (libraries put details, paths included,
+    on later lines), or its type name when it has no message."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

@@ -27,7 +27,7 @@ class InferRequest:
 
     @property
     def binary_output_default(self) -> bool:
-        return bool(self.parameters.get("binary_data_output", False))
+        return self.parameters.get("binary_data_output") is True
 
     @property
     def timeout_s(self) -> float | None:

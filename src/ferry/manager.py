@@ -21,17 +21,6 @@ from ferry.stats import ModelStats
 
 log = logging.getLogger("ferry.manager")
 
-PLATFORMS = {
-    ".onnx": "onnxruntime_onnx",
-    ".skops": "sklearn_skops",
-    ".joblib": "sklearn_joblib",
-    ".pkl": "sklearn_pickle",
-    ".pickle": "sklearn_pickle",
-    ".pt": "pytorch_torchscript",
-    ".pt2": "pytorch_export",
-    ".py": "python",
-}
-
 READY, LOADING, UNAVAILABLE = "READY", "LOADING", "UNAVAILABLE"
 
 
@@ -60,11 +49,14 @@ class _Model:
     states: dict[str, VersionState] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     error: str | None = None
+    # Kept with the versions so routing an unversioned request does no work.
+    latest: LoadedVersion | None = None
+    unloaded: bool = False
 
-    def latest(self) -> LoadedVersion | None:
-        if not self.versions:
-            return None
-        return self.versions[max(self.versions, key=int)]
+    def serve(self, versions: dict[str, LoadedVersion]) -> None:
+        """The swap: one assignment, so a request sees either the old set or the new."""
+        self.versions = versions
+        self.latest = versions[max(versions, key=int)] if versions else None
 
 
 class ModelManager:
@@ -76,7 +68,11 @@ class ModelManager:
     async def load_all(self) -> None:
         """Load every model found at start-up; a model that fails is marked
         UNAVAILABLE with its reason and the others still load."""
-        sources = discover(self._paths)
+        try:
+            sources = await asyncio.to_thread(discover, self._paths)
+        except OSError as exc:
+            log.error("cannot read the model paths: %s", exc)
+            raise
         for source in sources.values():
             self._models.setdefault(source.name, _Model())
         # Concurrently, so a model whose library is slow to import delays only itself.
@@ -87,7 +83,7 @@ class ModelManager:
     async def load(self, name: str) -> None:
         """(Re)load one model from disk. New versions are warm before they take traffic;
         replaced versions finish their queued requests before they are released."""
-        source = discover(self._paths).get(name)
+        source = (await asyncio.to_thread(discover, self._paths)).get(name)
         if source is None:
             raise NotFound(f"no model named {name!r} in the model repository")
         self._models.setdefault(name, _Model())
@@ -108,7 +104,8 @@ class ModelManager:
             raise NotFound(f"unknown model {name!r}")
         async with model.lock:
             old = list(model.versions.values())
-            model.versions.clear()
+            model.serve({})
+            model.unloaded = True
             for version in model.states:
                 model.states[version] = VersionState(UNAVAILABLE, "unloaded")
         await asyncio.gather(*(v.batcher.drain() for v in old))
@@ -118,8 +115,10 @@ class ModelManager:
         model = self._models.get(name)
         if model is None:
             raise NotFound(f"unknown model {name!r}")
+        if model.unloaded:
+            raise NotFound(f"model {name!r} is unloaded; POST /v2/repository/models/{name}/load to load it")
         if version is None:
-            loaded = model.latest()
+            loaded = model.latest
             if loaded is None:
                 raise Unavailable(f"model {name!r} is not ready: {self._reason(model)}")
             return loaded
@@ -157,8 +156,9 @@ class ModelManager:
                 entries.append({"name": name, "version": version, "state": state.state, "reason": state.reason})
         return entries
 
-    async def close(self) -> None:
-        await asyncio.gather(*(v.batcher.drain() for v in self.loaded()))
+    async def close(self, timeout_s: float | None = None) -> None:
+        """Finish queued and running requests (for at most ``timeout_s``), release models."""
+        await asyncio.gather(*(v.batcher.drain(timeout_s) for v in self.loaded()))
 
     def _reason(self, model: _Model) -> str:
         if model.error:
@@ -185,21 +185,30 @@ class ModelManager:
                     # version: an escaped exception would leave the server never ready.
                     reason = _load_failure(exc)
                     log.error("model %s version %s failed to load: %s", source.name, key, reason)
-                    # Libraries quote the absolute path; the log keeps it, clients see the name.
-                    reason = reason.replace(str(version.path), version.path.name)
+                    reason = self._public(reason, version.path)
                     if key in model.versions:
                         # A failed reload keeps serving what already worked.
                         fresh[key] = model.versions[key]
                         model.states[key] = VersionState(READY, f"reload failed: {reason}")
                     else:
                         model.states[key] = VersionState(UNAVAILABLE, reason)
-            # The swap: one assignment, so a request sees either the old set or the new.
             replaced = [v for v in model.versions.values() if all(v is not f for f in fresh.values())]
-            model.versions = fresh
+            model.serve(fresh)
+            model.unloaded = False
             for key in list(model.states):
                 if key not in {str(v.version) for v in source.versions}:
                     del model.states[key]
         await asyncio.gather(*(v.batcher.drain() for v in replaced))
+
+    def _public(self, reason: str, model_file: Path) -> str:
+        """Libraries quote absolute paths; the log keeps them, clients see names relative
+        to the model repository."""
+        places = {model_file, model_file.parent, *self._paths}
+        places |= {p.resolve() for p in places}
+        for place in sorted(places, key=lambda p: len(str(p)), reverse=True):
+            if str(place) not in (".", "/"):
+                reason = reason.replace(str(place), place.name)
+        return reason
 
     async def _load_version(self, source: ModelSource, version: VersionSource) -> LoadedVersion:
         started = time.perf_counter()
@@ -228,7 +237,7 @@ class ModelManager:
         return LoadedVersion(
             name=source.name,
             version=str(version.version),
-            platform=PLATFORMS.get(version.path.suffix, runtime_name),
+            platform=source.platform_for(version),
             signature=runtimes[0].signature,
             config=config,
             batcher=batcher,

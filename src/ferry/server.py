@@ -33,7 +33,7 @@ def serve(paths: list[Path], settings: Settings) -> None:
         port=settings.port,
         log_level=settings.log_level,
         access_log=settings.access_log,
-        timeout_graceful_shutdown=int(settings.graceful_timeout_s) or None,
+        timeout_graceful_shutdown=max(1, round(settings.graceful_timeout_s)),
         server_header=False,
     )
     logging.getLogger("ferry").info("serving on http://%s:%d", settings.host, settings.port)

@@ -80,14 +80,26 @@ class Signature:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     _inputs_by_name: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
+    _outputs_by_name: dict[str, TensorSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(self.inputs))
         object.__setattr__(self, "outputs", tuple(self.outputs))
         object.__setattr__(self, "_inputs_by_name", {s.name: s for s in self.inputs})
+        object.__setattr__(self, "_outputs_by_name", {s.name: s for s in self.outputs})
 
     def input(self, name: str) -> TensorSpec | None:
         return self._inputs_by_name.get(name)
+
+    def output(self, name: str) -> TensorSpec | None:
+        return self._outputs_by_name.get(name)
+
+    def require_input(self, name: str) -> TensorSpec:
+        spec = self._inputs_by_name.get(name)
+        if spec is None:
+            expected = ", ".join(s.name for s in self.inputs)
+            raise InvalidInput(f"unknown input {name!r}; the model expects: {expected}")
+        return spec
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -111,10 +123,7 @@ def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> None:
     if missing:
         raise InvalidInput(f"missing input(s): {', '.join(missing)}")
     for name, array in inputs.items():
-        spec = signature.input(name)
-        if spec is None:
-            expected = ", ".join(s.name for s in signature.inputs)
-            raise InvalidInput(f"unknown input {name!r}; the model expects: {expected}")
+        spec = signature.require_input(name)
         got = datatype_of(array)
         if got != spec.datatype:
             raise InvalidInput(f"input {name!r} has datatype {got}, the model expects {spec.datatype}")

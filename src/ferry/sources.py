@@ -14,16 +14,18 @@ from ferry.errors import ConfigError
 
 log = logging.getLogger("ferry.sources")
 
-RUNTIME_BY_SUFFIX = {
-    ".onnx": "onnx",
-    ".skops": "sklearn",
-    ".joblib": "sklearn",
-    ".pkl": "sklearn",
-    ".pickle": "sklearn",
-    ".pt": "torch",
-    ".pt2": "torch",
-    ".py": "python",
+# File suffix -> (runtime, platform name reported in metadata, as Triton names its own).
+SUFFIXES = {
+    ".onnx": ("onnx", "onnxruntime_onnx"),
+    ".skops": ("sklearn", "sklearn_skops"),
+    ".joblib": ("sklearn", "sklearn_joblib"),
+    ".pkl": ("sklearn", "sklearn_pickle"),
+    ".pickle": ("sklearn", "sklearn_pickle"),
+    ".pt": ("torch", "pytorch_torchscript"),
+    ".pt2": ("torch", "pytorch_export"),
+    ".py": ("python", "python"),
 }
+RUNTIME_BY_SUFFIX = {suffix: runtime for suffix, (runtime, _) in SUFFIXES.items()}
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -44,6 +46,9 @@ class ModelSource:
 
     def runtime_for(self, version: VersionSource) -> str:
         return self.config.runtime or RUNTIME_BY_SUFFIX[version.path.suffix]
+
+    def platform_for(self, version: VersionSource) -> str:
+        return SUFFIXES[version.path.suffix][1]
 
 
 def discover(paths: Iterable[Path]) -> dict[str, ModelSource]:

@@ -95,6 +95,18 @@ class Stubborn(ferry.Model):
 """
 )
 
+WIDENING = (
+    HEADER
+    + """
+class Widening(ferry.Model):
+    inputs = [TensorSpec("x", "FP32", (-1,))]
+    outputs = [TensorSpec("y", "FP32", (-1,))]
+
+    def predict(self, inputs):
+        return {"y": inputs["x"].astype(np.float64) / 3}
+"""
+)
+
 UNDECLARED = HEADER + "\n\nclass Vague(ferry.Model):\n    def predict(self, inputs):\n        return inputs\n"
 
 
@@ -108,6 +120,12 @@ def python_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClie
     (root / "greeter" / "1" / "greeter_words.py").write_text("def greeting(name):\n    return f'hello {name}'\n")
     (root / "greeter" / "1" / "data").mkdir()
     (root / "greeter" / "1" / "data" / "punctuation.txt").write_text("?")
+    # Version 2 has a helper module of the same name with other contents.
+    python_model(root / "greeter" / "2", GREETER)
+    (root / "greeter" / "2" / "greeter_words.py").write_text("def greeting(name):\n    return f'hi {name}'\n")
+    (root / "greeter" / "2" / "data").mkdir()
+    (root / "greeter" / "2" / "data" / "punctuation.txt").write_text("!")
+    python_model(root / "widening" / "1", WIDENING)
     python_model(root / "picky" / "1", PICKY)
     python_model(root / "declared" / "1", DECLARED)
     (root / "declared" / "config.yaml").write_text(
@@ -135,9 +153,36 @@ def test_files_beside_model_py_are_used(python_client: TestClient) -> None:
 def test_modules_and_data_beside_model_py(python_client: TestClient) -> None:
     names = np.array([b"ada"], dtype=object)
     _, outputs = outputs_of(
-        python_client.post("/v2/models/greeter/infer", json={"inputs": [json_input("name", "BYTES", names)]})
+        python_client.post("/v2/models/greeter/versions/1/infer", json={"inputs": [json_input("name", "BYTES", names)]})
     )
     assert outputs["greeting"].tolist() == [b"hello ada?"]
+
+
+def test_each_version_imports_its_own_helper_modules(python_client: TestClient) -> None:
+    names = np.array([b"ada"], dtype=object)
+    body = {"inputs": [json_input("name", "BYTES", names)]}
+    _, first = outputs_of(python_client.post("/v2/models/greeter/versions/1/infer", json=body))
+    _, second = outputs_of(python_client.post("/v2/models/greeter/versions/2/infer", json=body))
+    assert first["greeting"].tolist() == [b"hello ada?"]
+    assert second["greeting"].tolist() == [b"hi ada!"]
+
+
+def test_outputs_answer_in_the_declared_datatype(python_client: TestClient) -> None:
+    x = np.array([1.0, 2.0], dtype=np.float32)
+    doc, outputs = outputs_of(
+        python_client.post("/v2/models/widening/infer", json={"inputs": [json_input("x", "FP32", x)]})
+    )
+    assert doc["outputs"][0]["datatype"] == "FP32"
+    np.testing.assert_allclose(outputs["y"], x / 3, rtol=1e-6)
+
+
+def test_load_failures_do_not_show_server_paths(
+    python_client: TestClient, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    reason = index_of(python_client)["load_fails/1"]["reason"]
+    assert "weights.bin" in reason
+    assert str(tmp_path_factory.getbasetemp()) not in reason
+    assert "/tmp" not in reason
 
 
 def test_metadata_and_config(python_client: TestClient) -> None:
@@ -167,7 +212,9 @@ def test_model_errors_map_to_400_and_500(python_client: TestClient) -> None:
 
     assert "negative values are not allowed" in error_of(infer([-1.0, 1.0]), 400)
     message = error_of(infer([1000.0, 1.0]), 500)
-    assert "the model crashed" in message
+    # The client learns the kind of failure; the details, paths included, stay in the log.
+    assert "RuntimeError" in message
+    assert "the model crashed" not in message
     assert "Traceback" not in message
     _, outputs = outputs_of(infer([1.0, 2.0]))
     np.testing.assert_array_equal(outputs["y"], [[2.0, 3.0]])

@@ -388,6 +388,52 @@ def test_the_batcher_timeout_caps_the_request_timeout() -> None:
     run(body())
 
 
+def test_a_queued_request_times_out_while_the_model_is_still_busy() -> None:
+    async def body() -> None:
+        runtime = FakeRuntime()
+        batcher = make_batcher(runtime)
+        held = await hold(batcher, runtime)
+        (late,) = await queue(batcher, [rows(7)], timeout_s=0.05)
+        # The 503 comes at the deadline, not when the model call in front of it ends.
+        with pytest.raises(Unavailable, match="timed out"):
+            await asyncio.wait_for(late, 2)
+        assert not runtime.gate.is_set()
+        runtime.gate.set()
+        await held
+        assert 7.0 not in seen_values(runtime)
+        await batcher.drain()
+
+    run(body())
+
+
+def test_inputs_disagreeing_on_the_batch_dimension_are_refused() -> None:
+    async def body() -> None:
+        runtime = FakeRuntime()
+        batcher = make_batcher(runtime)
+        request = {"x": np.zeros((1, 2), np.float32), "z": np.zeros((3, 2), np.float32)}
+        with pytest.raises(InvalidInput, match="same first"):
+            await batcher.submit(request)
+        assert runtime.calls == []
+        await batcher.drain()
+
+    run(body())
+
+
+def test_drain_gives_up_on_a_stuck_call_after_its_timeout() -> None:
+    async def body() -> None:
+        runtime = FakeRuntime()
+        batcher = make_batcher(runtime)
+        held = await hold(batcher, runtime)
+        started = time.monotonic()
+        await batcher.drain(timeout_s=0.1)
+        assert time.monotonic() - started < 5
+        assert "close" in runtime.events
+        runtime.gate.set()
+        held.cancel()
+
+    run(body())
+
+
 def test_a_cancelled_request_is_never_computed() -> None:
     async def body() -> None:
         runtime = FakeRuntime()
@@ -423,7 +469,9 @@ def test_one_failing_request_does_not_fail_its_batch_neighbours() -> None:
         runtime.gate.set()
         assert (await good_1)["y"][:, 0].tolist() == [2, 4]
         assert (await good_2)["y"][:, 0].tolist() == [6]
-        with pytest.raises(ModelFailed, match="the model failed: ValueError: negative input") as info:
+        with pytest.raises(
+            ModelFailed, match=r"the model failed while running the request \(ValueError\); see the server log"
+        ) as info:
             await bad
         assert info.value.status == 500
         await held

@@ -34,6 +34,10 @@ def array_from_raw(name: str, datatype: str, shape: list[int], buf: memoryview) 
 
 
 def _bytes_from_raw(name: str, shape: list[int], count: int, buf: memoryview) -> np.ndarray:
+    # Every element needs at least its 4-byte length: refuse before allocating, so a tiny
+    # request cannot claim a huge shape and make the server allocate for it.
+    if count * 4 > len(buf):
+        raise InvalidInput(f"input {name!r}: {len(buf)} bytes of binary BYTES data cannot hold {count} elements")
     out = np.empty(count, dtype=object)
     offset, end = 0, len(buf)
     for i in range(count):
@@ -128,7 +132,6 @@ def _exact_integers(name: str, datatype: str, data: Any) -> np.ndarray | None:
 
 
 def _bytes_from_json(name: str, data: Any, allow_b64: bool) -> np.ndarray:
-    values = np.empty((), dtype=object)
     try:
         values = np.array(data, dtype=object)
     except ValueError:

@@ -40,11 +40,11 @@ def decode_request(body: bytes, signature: Signature, max_elements: int) -> dict
         for key, values in columns.items():
             if len(values) != len(instances):
                 raise InvalidInput(f"input {key!r} is missing from some instances")
-        return {k: _convert(_spec(signature, k), v, max_elements) for k, v in columns.items()}
+        return {k: _convert(signature.require_input(k), v, max_elements) for k, v in columns.items()}
     if "inputs" in doc:
         value = doc["inputs"]
         if isinstance(value, dict) and set(value) != {"b64"}:
-            return {k: _convert(_spec(signature, k), v, max_elements) for k, v in value.items()}
+            return {k: _convert(signature.require_input(k), v, max_elements) for k, v in value.items()}
         if len(specs) != 1:
             raise InvalidInput('this model has several inputs: "inputs" must be an object')
         return {specs[0].name: _convert(specs[0], value, max_elements)}
@@ -53,14 +53,6 @@ def decode_request(body: bytes, signature: Signature, max_elements: int) -> dict
 
 def _all_objects(rows: list[Any]) -> bool:
     return all(isinstance(r, dict) and "b64" not in r for r in rows)
-
-
-def _spec(signature: Signature, name: str) -> TensorSpec:
-    spec = signature.input(name)
-    if spec is None:
-        expected = ", ".join(s.name for s in signature.inputs)
-        raise InvalidInput(f"unknown input {name!r}; the model expects: {expected}")
-    return spec
 
 
 def _convert(spec: TensorSpec, value: Any, max_elements: int) -> np.ndarray:

@@ -142,7 +142,7 @@ def _requested_outputs(raw: Any) -> list[RequestedOutput] | None:
         result.append(
             RequestedOutput(
                 name=item["name"],
-                binary=bool(binary) if binary is not None else None,
+                binary=binary is True if binary is not None else None,
                 parameters=params,
             )
         )

@@ -54,7 +54,7 @@ def create_app(settings: Settings, models: ModelManager) -> FastAPI:
             if not loading.done():
                 loading.cancel()
             await asyncio.gather(loading, return_exceptions=True)
-            await models.close()
+            await models.close(settings.graceful_timeout_s)
 
     app = FastAPI(
         title="Ferry",

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ferry.codecs.v1 import V1Codec
-from ferry.errors import Unavailable
+from ferry.errors import NotFound, Unavailable
 from ferry.http import docs
 from ferry.http.body import read_body, unless_disconnected
 from ferry.http.v2 import Config, Name, Plane, json_response
@@ -24,7 +24,10 @@ async def list_models(plane: Plane) -> Response:
 async def model_status(name: Name, plane: Plane) -> Response:
     try:
         plane.models.get(name)
-    except Unavailable:
+    except (Unavailable, NotFound):
+        # Known but loading, failed or unloaded: not ready. Unknown: 404.
+        if name not in plane.models.names():
+            raise
         return json_response({"name": name, "ready": False})
     return json_response({"name": name, "ready": True})
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ferry.config import ModelConfig
-from ferry.errors import ConfigError, InvalidInput
+from ferry.errors import ConfigError, InvalidInput, first_line
 from ferry.runtimes.base import override_specs
 from ferry.signature import Signature, TensorSpec
 
@@ -48,7 +48,7 @@ class OnnxRuntime:
         try:
             results = self._session.run(self._output_names, feed)
         except self._invalid_argument as exc:
-            raise InvalidInput(f"the model refused the input: {_first_line(exc)}") from None
+            raise InvalidInput(f"the model refused the input: {first_line(exc)}") from None
         return dict(zip(self._output_names, results, strict=True))
 
     def close(self) -> None:
@@ -64,7 +64,7 @@ def load(path: Path, config: ModelConfig) -> OnnxRuntime:
     try:
         session = ort.InferenceSession(str(path), options, providers=_providers(ort, config))
     except Exception as exc:
-        raise ConfigError(f"onnxruntime cannot load {path.name}: {_first_line(exc)}") from None
+        raise ConfigError(f"onnxruntime cannot load {path.name}: {first_line(exc)}") from None
     inputs = tuple(_spec(arg) for arg in session.get_inputs())
     # Outputs that are not tensors (such as sequences of maps) have no OIP form.
     outputs = tuple(_spec(arg) for arg in session.get_outputs() if arg.type in _DATATYPES)
@@ -110,8 +110,3 @@ def _invalid_argument_error() -> type[Exception]:
 
     error: type[Exception] = state.InvalidArgument
     return error
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
 from ferry.config import ModelConfig
-from ferry.errors import ConfigError, FerryError, InvalidInput
+from ferry.errors import ConfigError, FerryError, InvalidInput, first_line
 from ferry.model import Model
 from ferry.runtimes.base import declared_signature
 from ferry.signature import Signature
@@ -58,8 +59,12 @@ def load(path: Path, config: ModelConfig) -> PythonRuntime:
     try:
         model.load()
     except Exception as exc:
-        raise ConfigError(f"{model_class.__name__}.load() failed: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(f"{model_class.__name__}.load() failed: {type(exc).__name__}: {first_line(exc)}") from None
     return PythonRuntime(model, signature)
+
+
+# sys.path and sys.modules are process-wide, and models load in concurrent threads.
+_IMPORT_LOCK = threading.Lock()
 
 
 def _import(path: Path) -> ModuleType:
@@ -67,14 +72,23 @@ def _import(path: Path) -> ModuleType:
     name = f"ferry_user_model_{abs(hash(path.resolve()))}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise ConfigError(f"cannot import {path}")
+        raise ConfigError(f"cannot import {path.name}")
     module = importlib.util.module_from_spec(spec)
-    # Let model.py import helper modules that sit beside it.
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        raise ConfigError(f"importing {path.name} failed: {type(exc).__name__}: {exc}") from None
-    finally:
-        sys.path.remove(str(path.parent))
+    folder = str(path.parent)
+    with _IMPORT_LOCK:
+        before = set(sys.modules)
+        # Let model.py import helper modules that sit beside it.
+        sys.path.insert(0, folder)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ConfigError(f"importing {path.name} failed: {type(exc).__name__}: {first_line(exc)}") from None
+        finally:
+            sys.path.remove(folder)
+            # Forget helpers imported from beside model.py (model.py keeps its references),
+            # so version 2's "import helpers" finds its own file, not version 1's.
+            for added in set(sys.modules) - before:
+                origin = getattr(sys.modules[added], "__file__", None) or ""
+                if origin.startswith(folder + "/"):
+                    del sys.modules[added]
     return module

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ferry.config import ModelConfig
-from ferry.errors import ConfigError, InvalidInput
+from ferry.errors import ConfigError, InvalidInput, Unavailable, first_line
 from ferry.runtimes.base import declared_signature
 from ferry.signature import Signature, TensorSpec
 
@@ -47,8 +47,10 @@ class TorchRuntime:
         try:
             with torch.inference_mode():
                 result = self._module(*tensors)
+        except torch.cuda.OutOfMemoryError:
+            raise Unavailable("the GPU is out of memory; try again with a smaller request") from None
         except RuntimeError as exc:
-            raise InvalidInput(f"the model refused the input: {str(exc).splitlines()[0]}") from None
+            raise InvalidInput(f"the model refused the input: {first_line(exc)}") from None
         return self._name_outputs(result)
 
     def _name_outputs(self, result: Any) -> dict[str, np.ndarray]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import struct
+import tracemalloc
 from typing import Any
 
 import numpy as np
@@ -387,3 +388,14 @@ def test_json_integers_past_64_bits_are_out_of_range(datatype: str, data: list[i
 def test_json_floats_mixed_with_huge_integers_are_not_integers() -> None:
     with pytest.raises(InvalidInput, match="UINT64 data must be integers"):
         array_from_json("x", "UINT64", [0.5, 2**64 - 1])
+
+
+def test_a_huge_bytes_shape_with_little_data_is_refused_before_allocating() -> None:
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidInput, match="cannot hold 60000000 elements"):
+            array_from_raw("t", "BYTES", [60_000_000], memoryview(b"\x00" * 8))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
