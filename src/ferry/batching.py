@@ -1,6 +1,7 @@
 """Batcher: one per loaded model version. Requests queue here; each worker (one per
 model instance) takes everything compatible that is queued, up to ``max_batch_size``
-rows, runs it in a thread and splits the outputs back to the requests.
+rows, runs it (in a thread, unless the model is very fast) and splits the outputs back
+to the requests.
 
 Greedy by default: a free worker never waits for more requests, so a lone request
 pays no batching delay, and under load batches grow by themselves. ``max_delay_ms``
@@ -25,6 +26,12 @@ from ferry.stats import ModelStats
 log = logging.getLogger("ferry.batching")
 
 Tensors = dict[str, np.ndarray]
+
+# A model call that usually takes less than this runs on the event loop itself: handing
+# it to a worker thread and back costs more (tens of microseconds and GIL hand-offs)
+# than the call, and stalls the loop for less than decoding a large request does.
+# Slower models run in worker threads so the loop stays free.
+INLINE_BELOW_NS = 500_000
 
 
 @dataclass
@@ -78,6 +85,8 @@ class Batcher:
         self._busy = 0
         self._closed = False
         self._name = name
+        # Start on the thread path until real calls show the model is fast.
+        self._call_ns = INLINE_BELOW_NS * 4
         # Set whenever the queue is empty and no call runs: what drain() waits for.
         self._idle = asyncio.Event()
 
@@ -101,8 +110,7 @@ class Batcher:
         that went away) leaves a cancelled future the workers skip."""
         self.check_capacity()
         rows = _rows(inputs) if self._batching else _first_rows(inputs)
-        # Sorted, so requests that list the same inputs in another order still batch.
-        key = tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items())) if self._batching else None
+        key = _batch_key(inputs) if self._batching else None
         loop = asyncio.get_running_loop()
         pending = _Pending(inputs, rows, key, loop.create_future())
         limit = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
@@ -149,7 +157,9 @@ class Batcher:
                 if self._batching and self._max_delay_s:
                     await self._wait_for_company(batch)
                 batch = self._live(batch)
-                if batch:
+                if batch and self._call_ns < INLINE_BELOW_NS:
+                    _deliver(batch, self._run(runtime, batch))
+                elif batch:
                     results = await loop.run_in_executor(self._executor, self._run, runtime, batch)
                     _deliver(batch, results)
             finally:
@@ -225,6 +235,8 @@ class Batcher:
         results = _split(outputs, batch) if self._batching else [outputs]
         done = time.perf_counter_ns()
         rows = sum(p.rows for p in batch)
+        # An exponential moving average of the model call: what decides inline or thread.
+        self._call_ns += (predicted - merged - self._call_ns) // 8
         self._stats.record_execution(
             len(batch),
             rows,
@@ -236,9 +248,19 @@ class Batcher:
         return results
 
 
+def _batch_key(inputs: Tensors) -> Hashable:
+    if len(inputs) == 1:
+        ((name, array),) = inputs.items()
+        return (name, array.dtype.str, array.shape[1:])
+    # Sorted, so requests that list the same inputs in another order still batch.
+    return tuple(sorted((n, a.dtype.str, a.shape[1:]) for n, a in inputs.items()))
+
+
 def _rows(inputs: Tensors) -> int:
     """Rows along the batch axis; every input must agree, or one request's rows would
     be split into another's answer."""
+    if len(inputs) == 1:
+        return _first_rows(inputs)
     sizes = {a.shape[0] if a.ndim else 1 for a in inputs.values()}
     if len(sizes) != 1:
         detail = ", ".join(f"{n}: {a.shape[0] if a.ndim else 1}" for n, a in inputs.items())

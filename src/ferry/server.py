@@ -35,6 +35,9 @@ def serve(paths: list[Path], settings: Settings) -> None:
         access_log=settings.access_log,
         timeout_graceful_shutdown=max(1, round(settings.graceful_timeout_s)),
         server_header=False,
+        # X-Forwarded-For is trusted only when asked for: from anyone else it is a lie
+        # away, and the middleware costs time on every request.
+        proxy_headers=settings.proxy_headers,
     )
     logging.getLogger("ferry").info("serving on http://%s:%d", settings.host, settings.port)
     _Server(config).run()

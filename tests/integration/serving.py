@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 import numpy as np
 import orjson
 from starlette.testclient import TestClient
@@ -60,7 +61,9 @@ async def serve_async(paths: Sequence[Path], settings: Settings | None = None) -
     """The app on the caller's event loop, so asyncio.gather gives truly concurrent
     requests (httpx's ASGITransport does not run the lifespan, so we do)."""
     app = create_app(settings or Settings(), ModelManager(list(paths)))
-    async with app.router.lifespan_context(app):
+    api = app.app  # the FastAPI app behind the inference endpoints owns the lifespan
+    assert isinstance(api, FastAPI)
+    async with api.router.lifespan_context(api):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ferry", timeout=30) as client:
             deadline = time.monotonic() + READY_TIMEOUT_S

@@ -11,14 +11,17 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ferry import __version__
 from ferry.dataplane import DataPlane
+from ferry.http import docs as api_docs
 from ferry.http import v1, v2
 from ferry.http.errors import install_error_handlers
+from ferry.http.infer import InferEndpoints
 from ferry.manager import ModelManager
 from ferry.settings import Settings
 
@@ -43,7 +46,13 @@ def _swagger_assets() -> Path:
     return Path(fastapi_offline.__file__).parent / "static"
 
 
-def create_app(settings: Settings, models: ModelManager) -> FastAPI:
+def create_app(settings: Settings, models: ModelManager) -> InferEndpoints:
+    """The inference endpoints in front of the FastAPI app that serves everything else."""
+    api = _create_api(settings, models)
+    return InferEndpoints(api, api.state.dataplane, settings)
+
+
+def _create_api(settings: Settings, models: ModelManager) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in the background: /v2/health/live answers at once, ready once loaded.
@@ -81,6 +90,15 @@ def create_app(settings: Settings, models: ModelManager) -> FastAPI:
             swagger_css_url=f"{root}/static/docs/swagger-ui.css",
             swagger_favicon_url=f"{root}/static/docs/favicon.png",
         )
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema["paths"].update(api_docs.INFER_PATHS)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/", include_in_schema=False)
     async def home(request: Request) -> Response:

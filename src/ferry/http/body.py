@@ -19,21 +19,26 @@ class ClientDisconnected(Exception):
     """The client closed the connection before its answer was ready."""
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+async def read_body(receive: Receive, content_length: str | None, content_encoding: str | None, limit: int) -> bytes:
     """The whole body, refused with 413 as soon as it exceeds ``limit``; gzip and
     deflate bodies are inflated under the same limit (no decompression bombs)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the request body is {declared} bytes; the limit is {limit}")
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        raise PayloadTooLarge(f"the request body is {content_length} bytes; the limit is {limit}")
     chunks = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"the request body is over the {limit}-byte limit")
         chunks.append(chunk)
-    body = b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "identity").lower()
+        if not message.get("more_body", False):
+            break
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    encoding = (content_encoding or "identity").lower()
     if encoding in ("identity", ""):
         return body
     if encoding == "gzip":
@@ -41,6 +46,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     if encoding == "deflate":
         return _inflate(body, zlib.MAX_WBITS, limit)
     raise InvalidInput(f"unsupported Content-Encoding {encoding!r}; use gzip or deflate")
+
+
+async def read_request_body(request: Request, limit: int) -> bytes:
+    """read_body for a Starlette route."""
+    headers = request.headers
+    return await read_body(request.receive, headers.get("content-length"), headers.get("content-encoding"), limit)
 
 
 def _inflate(data: bytes, wbits: int, limit: int) -> bytes:

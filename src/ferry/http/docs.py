@@ -400,3 +400,37 @@ V1_MODEL: dict[int | str, dict[str, Any]] = {
     },
     404: _ERROR,
 }
+
+
+def _operation(
+    summary: str, operation_id: str, request: dict[str, Any], responses: dict[int | str, Any], *path_params: str
+) -> dict[str, Any]:
+    parameters = [
+        {"name": p, "in": "path", "required": True, "schema": {"type": "string"}, "description": PATH_PARAMS[p]}
+        for p in path_params
+    ]
+    parameters += request.get("parameters", [])
+    return {
+        "post": {
+            "tags": ["inference" if operation_id.startswith("infer") else "v1"],
+            "summary": summary,
+            "operationId": operation_id,
+            "parameters": parameters,
+            "requestBody": request["requestBody"],
+            "responses": {str(status): response for status, response in responses.items()},
+        }
+    }
+
+
+PATH_PARAMS = {"name": "Model name", "version": "Model version, a positive integer"}
+
+# The infer endpoints are plain ASGI (ferry.http.infer), so FastAPI cannot describe them.
+INFER_PATHS: dict[str, dict[str, Any]] = {
+    "/v2/models/{name}/infer": _operation("Inference", "infer", INFER_REQUEST, INFER_RESPONSES, "name"),
+    "/v2/models/{name}/versions/{version}/infer": _operation(
+        "Inference on one version", "infer_version", INFER_REQUEST, INFER_RESPONSES, "name", "version"
+    ),
+    "/v1/models/{name}:predict": _operation(
+        "Predict (instances in, predictions out)", "predict", V1_REQUEST, V1_RESPONSES, "name"
+    ),
+}

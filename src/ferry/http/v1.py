@@ -1,16 +1,13 @@
-"""KServe V1 routes for curl users: ``GET /v1/models/{name}`` and ``:predict``."""
+"""KServe V1 model routes. ``:predict`` itself is served by ``ferry.http.infer``."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
-from starlette.requests import Request
 from starlette.responses import Response
 
-from ferry.codecs.v1 import V1Codec
 from ferry.errors import NotFound, Unavailable
 from ferry.http import docs
-from ferry.http.body import read_body, unless_disconnected
-from ferry.http.v2 import Config, Name, Plane, json_response
+from ferry.http.v2 import Name, Plane, json_response
 
 router = APIRouter()
 
@@ -30,17 +27,3 @@ async def model_status(name: Name, plane: Plane) -> Response:
             raise
         return json_response({"name": name, "ready": False})
     return json_response({"name": name, "ready": True})
-
-
-@router.post(
-    "/v1/models/{name}:predict",
-    tags=["v1"],
-    summary="Predict (instances in, predictions out)",
-    openapi_extra=docs.V1_REQUEST,
-    responses=docs.V1_RESPONSES,
-)
-async def predict(name: Name, request: Request, plane: Plane, config: Config) -> Response:
-    body = await read_body(request, config.max_body_bytes)
-    codec = V1Codec(config.max_tensor_elements)
-    encoded = await unless_disconnected(request.receive, plane.infer(name, None, body, codec))
-    return Response(encoded, media_type="application/json")

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Depends, Path
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ferry.codecs.v2 import HEADER_LENGTH, EncodedBody, V2Codec, V2Payload, load_json
+from ferry.codecs.v2 import load_json
 from ferry.dataplane import DataPlane
 from ferry.errors import InvalidInput
 from ferry.http import docs
-from ferry.http.body import read_body, unless_disconnected
+from ferry.http.body import read_request_body
 from ferry.http.errors import error_response
 from ferry.settings import Settings
 
@@ -118,40 +118,6 @@ async def version_config(name: Name, version: Version, plane: Plane) -> Response
     return json_response(plane.model_config(name, version))
 
 
-# -- inference --------------------------------------------------------------------------
-
-
-async def _infer(request: Request, plane: DataPlane, config: Settings, name: str, version: str | None) -> Response:
-    body = await read_body(request, config.max_body_bytes)
-    payload = V2Payload(body, request.headers.get(HEADER_LENGTH))
-    codec = V2Codec(config.max_tensor_elements)
-    encoded: EncodedBody = await unless_disconnected(request.receive, plane.infer(name, version, payload, codec))
-    headers = {HEADER_LENGTH: str(encoded.header_length)} if encoded.header_length is not None else None
-    return Response(encoded.body, media_type=encoded.content_type, headers=headers)
-
-
-@router.post(
-    "/v2/models/{name}/infer",
-    tags=["inference"],
-    summary="Inference",
-    openapi_extra=docs.INFER_REQUEST,
-    responses=docs.INFER_RESPONSES,
-)
-async def infer(name: Name, request: Request, plane: Plane, config: Config) -> Response:
-    return await _infer(request, plane, config, name, None)
-
-
-@router.post(
-    "/v2/models/{name}/versions/{version}/infer",
-    tags=["inference"],
-    summary="Inference on one version",
-    openapi_extra=docs.INFER_REQUEST,
-    responses=docs.INFER_RESPONSES,
-)
-async def infer_version(name: Name, version: Version, request: Request, plane: Plane, config: Config) -> Response:
-    return await _infer(request, plane, config, name, version)
-
-
 # -- statistics -------------------------------------------------------------------------
 
 
@@ -175,7 +141,7 @@ async def version_stats(name: Name, version: Version, plane: Plane) -> Response:
 
 async def _optional_json(request: Request, config: Settings) -> dict[str, Any]:
     # tritonclient may send an empty body with no Content-Length.
-    body = await read_body(request, config.max_body_bytes)
+    body = await read_request_body(request, config.max_body_bytes)
     if not body.strip():
         return {}
     doc = load_json(body)

@@ -59,6 +59,9 @@ def load(path: Path, config: ModelConfig) -> OnnxRuntime:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    # onnxruntime's pool threads spin while waiting for work; in a server they would burn
+    # the cores that parse and answer requests.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if config.threads:
         options.intra_op_num_threads = config.threads
     try:

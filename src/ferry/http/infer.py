@@ -1,0 +1,121 @@
+"""The inference endpoints, served straight on ASGI in front of the FastAPI app.
+
+FastAPI's routing, dependency injection and middleware stack cost more per request
+than decoding and running a small model; infer is the one hot path, so it skips them.
+Every other route goes to FastAPI. The OpenAPI description of these endpoints is in
+``docs.INFER_PATHS``."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Coroutine
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ferry.codecs.v1 import V1Codec
+from ferry.codecs.v2 import V2Codec, V2Payload
+from ferry.dataplane import DataPlane
+from ferry.errors import FerryError, Unavailable
+from ferry.http.body import ClientDisconnected, read_body, unless_disconnected
+from ferry.settings import Settings
+
+log = logging.getLogger("ferry.http")
+
+V2_INFER = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
+V1_PREDICT = re.compile(r"/v1/models/(?P<name>[^/:]+):predict")
+
+# status, headers, body
+_Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+_Work = Coroutine[Any, Any, _Answer]
+
+_JSON = b"application/json"
+_BINARY = b"application/octet-stream"
+
+
+class InferEndpoints:
+    """``POST /v2/models/{m}[/versions/{v}]/infer`` and ``POST /v1/models/{m}:predict``."""
+
+    def __init__(self, app: ASGIApp, dataplane: DataPlane, settings: Settings) -> None:
+        self.app = app
+        self._plane = dataplane
+        self._limit = settings.max_body_bytes
+        self._v2 = V2Codec(settings.max_tensor_elements)
+        self._v1 = V1Codec(settings.max_tensor_elements)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        v2 = V2_INFER.fullmatch(scope["path"])
+        v1 = None if v2 is not None else V1_PREDICT.fullmatch(scope["path"])
+        if v2 is None and v1 is None:
+            await self.app(scope, receive, send)
+        elif scope["method"] != "POST":
+            await self._respond(send, _not_allowed())
+        elif v2 is not None:
+            await self._respond(send, self._infer_v2(scope, receive, v2["name"], v2["version"]))
+        elif v1 is not None:
+            await self._respond(send, self._predict_v1(scope, receive, v1["name"]))
+
+    async def _infer_v2(self, scope: Scope, receive: Receive, name: str, version: str | None) -> _Answer:
+        length, encoding, header_length = _headers(scope)
+        body = await read_body(receive, length, encoding, self._limit)
+        payload = V2Payload(body, header_length)
+        encoded = await unless_disconnected(receive, self._plane.infer(name, version, payload, self._v2))
+        headers = [(b"content-type", _BINARY if encoded.header_length is not None else _JSON)]
+        if encoded.header_length is not None:
+            headers.append((b"inference-header-content-length", str(encoded.header_length).encode()))
+        return 200, headers, encoded.body
+
+    async def _predict_v1(self, scope: Scope, receive: Receive, name: str) -> _Answer:
+        length, encoding, _ = _headers(scope)
+        body = await read_body(receive, length, encoding, self._limit)
+        encoded = await unless_disconnected(receive, self._plane.infer(name, None, body, self._v1))
+        return 200, [(b"content-type", _JSON)], encoded
+
+    async def _respond(self, send: Send, work: _Work) -> None:
+        try:
+            status, headers, body = await work
+        except ClientDisconnected:
+            return
+        except FerryError as exc:
+            status, headers, body = _error(exc)
+        except Exception:
+            log.exception("unhandled error while serving an inference request")
+            status, headers, body = 500, [(b"content-type", _JSON)], _ERROR_500
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+_ERROR_500 = orjson.dumps({"error": "internal server error; the server log has the details"})
+
+
+async def _not_allowed() -> _Answer:
+    body = orjson.dumps({"error": "method not allowed; use POST"})
+    return 405, [(b"content-type", _JSON), (b"allow", b"POST")], body
+
+
+def _headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    """Content-Length, Content-Encoding and Inference-Header-Content-Length, in one pass."""
+    length = encoding = header_length = None
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            length = value.decode("latin-1")
+        elif key == b"content-encoding":
+            encoding = value.decode("latin-1")
+        elif key == b"inference-header-content-length":
+            header_length = value.decode("latin-1")
+    return length, encoding, header_length
+
+
+def _error(exc: FerryError) -> _Answer:
+    headers = [(b"content-type", _JSON)]
+    if isinstance(exc, Unavailable):
+        headers.append((b"retry-after", str(exc.retry_after_s).encode()))
+    elif exc.status >= 500:
+        log.error("inference failed: %s", exc.message)
+    return exc.status, headers, orjson.dumps({"error": exc.message})
