@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: install examples run lint test test-fast clean
+.PHONY: install examples run lint test test-fast bench clean
 
 install: $(STAMP)
 
@@ -25,8 +25,8 @@ run: install examples
 	$(BIN)/ferry serve examples/models --host 127.0.0.1 --port $(PORT)
 
 lint: install
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
 
 test: lint
@@ -35,5 +35,20 @@ test: lint
 test-fast: install
 	$(BIN)/python -m pytest -q -x tests/unit tests/integration
 
+# Benchmarks (README.md, "Benchmarks"). The peers get a venv of their own, never Ferry's dependencies.
+BENCH_VENV := bench/.venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): bench/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: install $(BENCH_STAMP)
+	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) examples/models test-artifacts
+	rm -rf $(VENV) $(BENCH_VENV) examples/models test-artifacts bench/results

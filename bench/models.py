@@ -76,12 +76,14 @@ class _Graph:
         w = self._name("w")
         b = self._name("b")
         scale = np.sqrt(2.0 / (c_in * 9))
-        self.inits.append(numpy_helper.from_array(
-            (self._rng.standard_normal((c_out, c_in, 3, 3)) * scale).astype(np.float32), w))
+        self.inits.append(
+            numpy_helper.from_array((self._rng.standard_normal((c_out, c_in, 3, 3)) * scale).astype(np.float32), w)
+        )
         self.inits.append(numpy_helper.from_array(np.zeros(c_out, dtype=np.float32), b))
         out = self._name("conv")
-        self.nodes.append(helper.make_node(
-            "Conv", [x, w, b], [out], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[stride, stride]))
+        self.nodes.append(
+            helper.make_node("Conv", [x, w, b], [out], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[stride, stride])
+        )
         return self.relu(out) if relu else out
 
     def relu(self, x: str) -> str:
@@ -109,8 +111,7 @@ def build_cnn(path: Path, seed: int = 0) -> Path:
     x = g.residual(x, 64)
     g.nodes.append(helper.make_node("GlobalAveragePool", [x], ["pooled"]))
     g.nodes.append(helper.make_node("Flatten", ["pooled"], ["flat"], axis=1))
-    g.inits.append(numpy_helper.from_array(
-        (g._rng.standard_normal((10, 64)) * 0.1).astype(np.float32), "fc_w"))
+    g.inits.append(numpy_helper.from_array((g._rng.standard_normal((10, 64)) * 0.1).astype(np.float32), "fc_w"))
     g.inits.append(numpy_helper.from_array(np.zeros(10, dtype=np.float32), "fc_b"))
     g.nodes.append(helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1))
     graph = helper.make_graph(

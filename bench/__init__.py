@@ -1,0 +1,1 @@
+"""Reproducible benchmarks of Ferry against the servers people would otherwise use."""
