@@ -40,7 +40,9 @@ FERRY_FLAGS: list[str] = []
 # Each model's config.yaml in Ferry's model repository (keys: see README "config.yaml").
 FERRY_MODEL_CONFIG: dict[str, dict[str, object]] = {
     "mlp": {"max_batch_size": 32, "threads": ORT_THREADS["mlp"], "device": "cpu"},
-    "cnn": {"max_batch_size": 32, "threads": ORT_THREADS["cnn"], "device": "cpu"},
+    # The same two threads as the peers and the ceiling, as two single-threaded instances:
+    # each runs its own batch, with none of intra-op parallelism's hand-offs.
+    "cnn": {"max_batch_size": 32, "instances": ORT_THREADS["cnn"], "threads": 1, "device": "cpu"},
 }
 
 
