@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
 import numpy as np
 import orjson
+from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from ferry.http.app import create_app
