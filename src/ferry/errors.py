@@ -26,6 +26,13 @@ class NotFound(FerryError):
     status = 404
 
 
+class Conflict(FerryError):
+    """The request clashes with the current state: a duplicate name, or removing a
+    version that still takes traffic (409)."""
+
+    status = 409
+
+
 class PayloadTooLarge(FerryError):
     """Body or tensor over the configured limit (413)."""
 

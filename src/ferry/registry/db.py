@@ -1,0 +1,84 @@
+"""Engines and migrations. SQLite (a file in the data directory) by default, PostgreSQL
+(``postgresql+psycopg://...``) for several server processes on one registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy.engine import make_url
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# pg_advisory_xact_lock keys: any constant unlikely to clash with another application's.
+MIGRATION_LOCK = 0x46455252_0001  # "FERR" + 1
+REVISION_LOCK = 0x46455252_0002
+# Execution option that makes a SQLite transaction BEGIN IMMEDIATE (see _sqlite_events).
+WRITE = "ferry_write"
+
+
+def default_url(data_dir: Path) -> str:
+    return f"sqlite:///{Path(data_dir).resolve() / 'registry.db'}"
+
+
+def connect(url: str, **engine_args: Any) -> Engine:
+    """An engine for ``url``; for a SQLite file, its directory is created."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine_args.setdefault("connect_args", {}).setdefault("timeout", 30)
+        engine = create_engine(url, **engine_args)
+        _sqlite_events(engine)
+        return engine
+    engine_args.setdefault("pool_pre_ping", True)  # survive a PostgreSQL restart
+    return create_engine(url, **engine_args)
+
+
+def _sqlite_events(engine: Engine) -> None:
+    """pysqlite begins transactions lazily (at the first write), so two writers can both
+    read ``max(number)`` before either locks the file. Ferry begins write transactions
+    with BEGIN IMMEDIATE instead: the write lock is taken before the first read."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        # WAL: readers (the revision poll) never wait for a writer.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get(WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def migrate(engine: Engine) -> None:
+    """``alembic upgrade head``. Safe from several processes at once: on PostgreSQL an
+    advisory lock serialises them (DDL is transactional, so the second one then finds
+    the schema at head); on SQLite BEGIN IMMEDIATE does the same."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.connect().execution_options(**{WRITE: True}) as connection, connection.begin():
+        if connection.dialect.name == "postgresql":
+            connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK)))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config).get_current_head()
