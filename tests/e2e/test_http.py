@@ -7,7 +7,6 @@ import gzip
 import json
 import struct
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,13 +17,6 @@ from tests.builders import add_sub_onnx, digits_sample
 from tests.e2e.server import Server, running
 
 TIMEOUT = 30
-
-
-@pytest.fixture(scope="module")
-def server(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    log = tmp_path_factory.mktemp("logs") / "http.log"
-    with running([model_repo], log) as srv:
-        yield srv
 
 
 @pytest.fixture(scope="module")
