@@ -9,16 +9,19 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ferry.batching import Batcher
 from ferry.config import ModelConfig
-from ferry.errors import ConfigError, FerryError, InvalidInput, NotFound, Unavailable
-from ferry.runtimes import Runtime, load_runtime
-from ferry.signature import Signature, TensorSpec
+from ferry.errors import InvalidInput, NotFound, Unavailable
+from ferry.routing import WeightedChoice
+from ferry.signature import Signature
 from ferry.sources import ModelSource, VersionSource, discover
 from ferry.stats import ModelStats
+from ferry.warmup import build_runtimes, load_failure
+
+if TYPE_CHECKING:
+    from ferry.registry_source import RegistrySource, ServingPlan
 
 log = logging.getLogger("ferry.manager")
 
@@ -44,31 +47,65 @@ class VersionState:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class _Routes:
+    """What requests are routed to. Replaced whole, never changed in place."""
+
+    versions: dict[str, LoadedVersion] = field(default_factory=dict)
+    # Unversioned requests: the canary split when one is set, else this version.
+    latest: LoadedVersion | None = None
+    choice: WeightedChoice | None = None
+
+
 @dataclass
 class _Model:
-    versions: dict[str, LoadedVersion] = field(default_factory=dict)
+    routes: _Routes = field(default_factory=_Routes)
     states: dict[str, VersionState] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     error: str | None = None
-    # Kept with the versions so routing an unversioned request does no work.
-    latest: LoadedVersion | None = None
     unloaded: bool = False
 
-    def serve(self, versions: dict[str, LoadedVersion]) -> None:
-        """The swap: one assignment, so a request sees either the old set or the new."""
-        self.versions = versions
-        self.latest = versions[max(versions, key=int)] if versions else None
+    @property
+    def versions(self) -> dict[str, LoadedVersion]:
+        return self.routes.versions
+
+    @property
+    def latest(self) -> LoadedVersion | None:
+        return self.routes.latest
+
+    def serve(
+        self, versions: dict[str, LoadedVersion], default: str | None = None, weights: dict[str, int] | None = None
+    ) -> None:
+        """The swap: one assignment, so a request sees either the old routes or the new.
+        ``default`` answers unversioned requests (the highest version if not given or not
+        loaded) unless ``weights`` split them over loaded versions."""
+        if default not in versions:
+            default = max(versions, key=int) if versions else None
+        live = {key: weight for key, weight in (weights or {}).items() if key in versions and weight > 0}
+        choice = WeightedChoice(live) if live else None
+        self.routes = _Routes(versions, versions[default] if default else None, choice)
 
 
 class ModelManager:
-    def __init__(self, paths: list[Path]) -> None:
+    def __init__(self, paths: list[Path], registry: RegistrySource | None = None) -> None:
+        """Models from ``paths`` on disk (``ferry serve``), or from ``registry``
+        (``ferry server``), reconciled by ``sync``."""
         self._paths = paths
+        self.registry = registry
         self._models: dict[str, _Model] = {}
+        self._sync_lock = asyncio.Lock()
+        self._revision: int | None = None
+        self._poller: asyncio.Task[None] | None = None
         self.ready = False
 
     async def load_all(self) -> None:
         """Load every model found at start-up; a model that fails is marked
         UNAVAILABLE with its reason and the others still load."""
+        if self.registry is not None:
+            await self.sync()
+            self._poller = asyncio.create_task(self._poll(self.registry.poll_interval_s))
+            self._loaded()
+            return
         try:
             sources = await asyncio.to_thread(discover, self._paths)
         except OSError as exc:
@@ -78,6 +115,9 @@ class ModelManager:
             self._models.setdefault(source.name, _Model())
         # Concurrently, so a model whose library is slow to import delays only itself.
         await asyncio.gather(*(self._load_source(source) for source in sources.values()))
+        self._loaded()
+
+    def _loaded(self) -> None:
         self.ready = True
         # Everything loaded so far lives as long as the server: keep it out of the
         # garbage collector's full passes, which otherwise show up as latency spikes.
@@ -87,6 +127,12 @@ class ModelManager:
     async def load(self, name: str) -> None:
         """(Re)load one model from disk. New versions are warm before they take traffic;
         replaced versions finish their queued requests before they are released."""
+        if self.registry is not None:
+            await self.sync()
+            if name not in self._models:
+                raise NotFound(f"no model named {name!r} in the registry")
+            self._models[name].unloaded = False
+            return
         source = (await asyncio.to_thread(discover, self._paths)).get(name)
         if source is None:
             raise NotFound(f"no model named {name!r} in the model repository")
@@ -122,7 +168,10 @@ class ModelManager:
         if model.unloaded:
             raise NotFound(f"model {name!r} is unloaded; POST /v2/repository/models/{name}/load to load it")
         if version is None:
-            loaded = model.latest
+            routes = model.routes
+            if routes.choice is not None:
+                return routes.versions[routes.choice.pick()]
+            loaded = routes.latest
             if loaded is None:
                 raise Unavailable(f"model {name!r} is not ready: {self._reason(model)}")
             return loaded
@@ -162,7 +211,73 @@ class ModelManager:
 
     async def close(self, timeout_s: float | None = None) -> None:
         """Finish queued and running requests (for at most ``timeout_s``), release models."""
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
         await asyncio.gather(*(v.batcher.drain(timeout_s) for v in self.loaded()))
+
+    # -- the registry (ferry server) ---------------------------------------------------
+
+    async def sync(self) -> None:
+        """Reconcile with the registry: load and warm the versions the stages and traffic
+        now need, swap the routes (one assignment per model), then drain and unload the
+        versions no longer needed."""
+        if self.registry is None:
+            return
+        registry = self.registry
+        async with self._sync_lock:
+            # The revision first: a change made while we read the plan is seen next time.
+            revision = await asyncio.to_thread(registry.revision)
+            plans = await asyncio.to_thread(registry.plan)
+            await asyncio.gather(*(self._sync_model(name, plan) for name, plan in plans.items()))
+            self._revision = revision
+
+    async def _poll(self, interval_s: float) -> None:
+        """Follow changes made through other server processes on the same registry."""
+        assert self.registry is not None
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                if await asyncio.to_thread(self.registry.revision) != self._revision:
+                    await self.sync()
+            except Exception:
+                log.exception("cannot sync with the registry; retrying")
+
+    async def _sync_model(self, name: str, plan: ServingPlan) -> None:
+        assert self.registry is not None
+        registry = self.registry
+        model = self._models.setdefault(name, _Model())
+        async with model.lock:
+            fresh = {key: v for key, v in model.versions.items() if key in plan.versions}
+            new = [key for key in plan.versions if key not in fresh]
+            for key in new:
+                model.states[key] = VersionState(LOADING)
+
+            async def load(key: str) -> LoadedVersion:
+                source, version = await asyncio.to_thread(registry.materialise, plan.versions[key])
+                return await self._load_version(source, version)
+
+            results = await asyncio.gather(*(load(key) for key in new), return_exceptions=True)
+            for key, result in zip(new, results, strict=True):
+                if isinstance(result, LoadedVersion):
+                    fresh[key] = result
+                    model.states[key] = VersionState(READY)
+                elif isinstance(result, Exception):
+                    reason = registry.public(load_failure(result))
+                    log.error("model %s version %s failed to load: %s", name, key, reason)
+                    model.states[key] = VersionState(UNAVAILABLE, reason)
+                else:
+                    raise result
+            replaced = [v for key, v in model.versions.items() if key not in fresh]
+            model.serve(fresh, plan.default, plan.weights)
+            model.unloaded = False
+            for key in list(model.states):
+                if key not in plan.versions:
+                    del model.states[key]
+        await asyncio.gather(*(v.batcher.drain() for v in replaced))
+        for gone in replaced:
+            await asyncio.to_thread(registry.release, name, int(gone.version))
+            log.info("unloaded %s version %s", name, gone.version)
 
     def _reason(self, model: _Model) -> str:
         if model.error:
@@ -187,7 +302,7 @@ class ModelManager:
                 except Exception as exc:
                     # Anything, even a bug in a model's own __init__, must fail only this
                     # version: an escaped exception would leave the server never ready.
-                    reason = _load_failure(exc)
+                    reason = load_failure(exc)
                     log.error("model %s version %s failed to load: %s", source.name, key, reason)
                     reason = self._public(reason, version.path)
                     if key in model.versions:
@@ -218,7 +333,7 @@ class ModelManager:
         started = time.perf_counter()
         runtime_name = source.runtime_for(version)
         config = source.config
-        runtimes, warmup_ms = await asyncio.to_thread(_build, runtime_name, version.path, config)
+        runtimes, warmup_ms = await asyncio.to_thread(build_runtimes, runtime_name, version.path, config)
         stats = ModelStats()
         batcher = Batcher(
             runtimes,
@@ -249,40 +364,3 @@ class ModelManager:
             batchable=runtimes[0].batchable and config.max_batch_size > 1,
             warmup_ms=warmup_ms,
         )
-
-
-def _load_failure(exc: Exception) -> str:
-    if isinstance(exc, FerryError):
-        return exc.message
-    if isinstance(exc, ConfigError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _build(runtime_name: str, path: Path, config: ModelConfig) -> tuple[list[Runtime], float]:
-    """In a thread: load each instance and warm it up with synthetic inputs, so the
-    first real request pays no lazy initialisation."""
-    runtimes = [load_runtime(runtime_name, path, config) for _ in range(config.instances)]
-    if not config.warmup:
-        return runtimes, 0.0
-    inputs = synthetic_inputs(runtimes[0].signature.inputs)
-    started = time.perf_counter()
-    for runtime in runtimes:
-        try:
-            runtime.predict(inputs)
-        except Exception as exc:
-            for r in runtimes:
-                r.close()
-            raise ConfigError(f"warm-up inference failed: {type(exc).__name__}: {exc}") from None
-    return runtimes, (time.perf_counter() - started) * 1000 / len(runtimes)
-
-
-def synthetic_inputs(specs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray]:
-    inputs = {}
-    for spec in specs:
-        shape = tuple(1 if d == -1 else d for d in spec.shape)
-        if spec.datatype == "BYTES":
-            inputs[spec.name] = np.full(shape, b"ferry", dtype=object)
-        else:
-            inputs[spec.name] = np.zeros(shape, dtype=spec.dtype)
-    return inputs

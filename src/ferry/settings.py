@@ -1,7 +1,9 @@
-"""Server settings: flags of ``ferry serve`` or ``FERRY_*`` environment variables.
+"""Server settings: flags of ``ferry serve``/``ferry server`` or ``FERRY_*`` environment variables.
 Passed down explicitly, never read from a global."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,3 +20,17 @@ class Settings(BaseSettings):
     access_log: bool = False
     proxy_headers: bool = Field(False, description="Trust X-Forwarded-For/Proto from a proxy in front of Ferry.")
     graceful_timeout_s: float = Field(30.0, ge=0, description="How long SIGTERM waits for in-flight requests.")
+
+    # ferry server (the registry)
+    data_dir: Path = Field(Path("ferry-data"), description="Registry database (SQLite) and artifacts.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the registry; default sqlite:///<data_dir>/registry.db."
+    )
+    max_upload_bytes: int = Field(4 * 1024**3, ge=1024, description="Larger model uploads get 413.")
+    cleanup_grace_s: float = Field(
+        600.0,
+        ge=0,
+        description="At start-up, uploads younger than this are left alone: another server "
+        "process on the same registry may still be validating them.",
+    )
+    poll_interval_s: float = Field(1.0, gt=0, description="How often to look for registry changes.")

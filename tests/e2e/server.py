@@ -82,8 +82,14 @@ class Server:
 def start(paths: list[Path], log_path: Path, *args: str, timeout_s: float = READY_TIMEOUT_S) -> Server:
     """Run ``ferry serve PATH... ARGS`` and return once /v2/health/ready answers 200.
     The process is killed again if it never gets ready."""
+    return start_command(["serve", *map(str, paths)], log_path, *args, timeout_s=timeout_s)
+
+
+def start_command(argv: list[str], log_path: Path, *args: str, timeout_s: float = READY_TIMEOUT_S) -> Server:
+    """Run ``ferry ARGV --host --port ARGS`` (``serve PATH...`` or ``server --data-dir D``)
+    and return once /v2/health/ready answers 200."""
     port = free_port()
-    command = [*ferry_command(), "serve", *map(str, paths), "--host", HOST, "--port", str(port), *args]
+    command = [*ferry_command(), *argv, "--host", HOST, "--port", str(port), *args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log_file = log_path.open("wb")
     started = time.monotonic()

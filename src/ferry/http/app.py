@@ -49,6 +49,10 @@ def _swagger_assets() -> Path:
 def create_app(settings: Settings, models: ModelManager) -> InferEndpoints:
     """The inference endpoints in front of the FastAPI app that serves everything else."""
     api = _create_api(settings, models)
+    if models.registry is not None:
+        from ferry.http.management import UploadLimit
+
+        return InferEndpoints(UploadLimit(api, settings.max_upload_bytes), api.state.dataplane, settings)
     return InferEndpoints(api, api.state.dataplane, settings)
 
 
@@ -78,6 +82,12 @@ def _create_api(settings: Settings, models: ModelManager) -> FastAPI:
     install_error_handlers(app)
     app.include_router(v2.router)
     app.include_router(v1.router)
+    if models.registry is not None:
+        # Imported here: `ferry serve` never loads SQLAlchemy.
+        from ferry.http import management
+
+        app.state.registry = models.registry
+        app.include_router(management.router)
     app.mount("/static/docs", StaticFiles(directory=_swagger_assets()), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)

@@ -1,0 +1,276 @@
+"""The management API under ``/api/v1/`` (``ferry server`` only): models, version
+uploads, stages and traffic. Thin routes over the Registry; every change that affects
+serving waits for ``ModelManager.sync()``, so a 2xx answer means "it is live"."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
+from fastapi import Path as PathParam
+from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ferry.errors import InvalidInput, PayloadTooLarge
+from ferry.http.errors import error_response
+from ferry.manager import ModelManager
+from ferry.registry import Model, Version, delete_version
+from ferry.registry_source import RegistrySource
+from ferry.settings import Settings
+
+router = APIRouter(prefix="/api/v1", tags=["management"])
+
+
+async def _source(request: Request) -> RegistrySource:
+    source: RegistrySource = request.app.state.registry
+    return source
+
+
+async def _manager(request: Request) -> ModelManager:
+    manager: ModelManager = request.app.state.dataplane.models
+    return manager
+
+
+async def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+Source = Annotated[RegistrySource, Depends(_source)]
+Manager = Annotated[ModelManager, Depends(_manager)]
+Config = Annotated[Settings, Depends(_settings)]
+Name = Annotated[str, PathParam(description="Model name", examples=["digits"])]
+Number = Annotated[int, PathParam(description="Version number", ge=1, examples=[4])]
+Stage = Annotated[str, PathParam(description="Stage: production, staging or any alias", examples=["production"])]
+
+
+# -- bodies and answers ---------------------------------------------------------------
+
+
+class NewModel(BaseModel):
+    name: str = Field(examples=["digits"])
+    description: str = ""
+    task: str = Field("", examples=["image-classification"])
+    labels: dict[str, str] = Field(default_factory=dict, examples=[{"team": "vision"}])
+
+
+class StageBody(BaseModel):
+    version: int = Field(ge=1, examples=[4])
+
+
+class TrafficBody(BaseModel):
+    weights: dict[int, int] = Field(
+        description="Weight per version number, adding up to 100", examples=[{"4": 90, "5": 10}]
+    )
+
+
+class TrafficOut(BaseModel):
+    weights: dict[str, int] = Field(examples=[{"4": 90, "5": 10}])
+    shadow_version: int | None = None
+    shadow_percent: int = 0
+
+
+class ModelOut(BaseModel):
+    name: str
+    description: str
+    task: str
+    labels: dict[str, Any]
+    created_at: datetime
+    stages: dict[str, int] = Field(examples=[{"production": 4, "staging": 5}])
+    traffic: TrafficOut
+
+
+class VersionOut(BaseModel):
+    model: str
+    number: int
+    runtime: str = Field(examples=["onnx"])
+    filename: str = Field(examples=["model.onnx"])
+    artifact_digest: str
+    artifact_size: int
+    state: str = Field(description="uploaded, validating, ready, failed or archived", examples=["ready"])
+    failure_reason: str | None = Field(None, description="Why validation failed (state failed)")
+    signature: dict[str, Any] | None = None
+    warmup_ms: float | None = None
+    uploaded_by: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, version: Version) -> VersionOut:
+        return cls(
+            model=version.model,
+            number=version.number,
+            runtime=version.runtime,
+            filename=version.filename,
+            artifact_digest=version.artifact_digest,
+            artifact_size=version.artifact_size,
+            state=version.state.value,
+            failure_reason=version.failure_reason,
+            signature=version.signature,
+            warmup_ms=version.warmup_ms,
+            uploaded_by=version.uploaded_by,
+            created_at=version.created_at,
+        )
+
+
+def _model_out(source: RegistrySource, model: Model) -> ModelOut:
+    traffic = source.registry.get_traffic(model.name)
+    return ModelOut(
+        name=model.name,
+        description=model.description,
+        task=model.task,
+        labels=model.labels,
+        created_at=model.created_at,
+        stages=source.registry.get_stages(model.name),
+        traffic=TrafficOut(
+            weights={str(n): w for n, w in traffic.weights.items()},
+            shadow_version=traffic.shadow_version,
+            shadow_percent=traffic.shadow_percent,
+        ),
+    )
+
+
+def _error(description: str, example: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"example": {"error": example}}}}
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("Invalid input", "traffic weights must add up to 100, not 90"),
+    404: _error("Unknown model or version", "model 'digits' not found"),
+    409: _error("Conflicts with the current state", "cannot delete it: digits version 4 is stage production"),
+}
+
+
+# -- models ---------------------------------------------------------------------------
+
+
+@router.get("/models", summary="List models")
+async def list_models(source: Source) -> list[ModelOut]:
+    def read() -> list[ModelOut]:
+        return [_model_out(source, m) for m in source.registry.list_models()]
+
+    return await asyncio.to_thread(read)
+
+
+@router.post("/models", status_code=201, summary="Create a model", responses=ERRORS)
+async def create_model(body: NewModel, source: Source, manager: Manager) -> ModelOut:
+    model = await asyncio.to_thread(source.registry.create_model, body.name, body.description, body.task, body.labels)
+    await manager.sync()
+    return await asyncio.to_thread(_model_out, source, model)
+
+
+@router.get("/models/{name}", summary="A model, with its stages and traffic", responses=ERRORS)
+async def get_model(name: Name, source: Source) -> ModelOut:
+    return await asyncio.to_thread(lambda: _model_out(source, source.registry.get_model(name)))
+
+
+# -- versions -------------------------------------------------------------------------
+
+
+@router.get("/models/{name}/versions", summary="List a model's versions", responses=ERRORS)
+async def list_versions(name: Name, source: Source) -> list[VersionOut]:
+    return [VersionOut.of(v) for v in await asyncio.to_thread(source.registry.list_versions, name)]
+
+
+@router.post(
+    "/models/{name}/versions",
+    status_code=201,
+    summary="Upload a version",
+    description="Multipart upload of a model file (`.onnx`, `.skops`, `.pt`, `.pt2`, ...); the model is "
+    "created if it does not exist. The version is validated before the answer: loaded, its signature "
+    "read, a warm-up inference run. `state` says the outcome: `ready`, or `failed` with "
+    "`failure_reason` (a failed version never takes traffic). With `stage`, a ready version is "
+    "put on that stage and is live when the answer comes.",
+    responses=ERRORS,
+)
+async def upload_version(
+    name: Name,
+    file: Annotated[UploadFile, File(description="The model file; its suffix picks the runtime")],
+    source: Source,
+    manager: Manager,
+    config: Config,
+    stage: Annotated[str | None, Form(description="Put the version on this stage if it validates")] = None,
+) -> VersionOut:
+    # UploadLimit has refused bodies over the limit as they arrived; this is for the file alone.
+    if file.size is not None and file.size > config.max_upload_bytes:
+        raise PayloadTooLarge(f"the file is {file.size} bytes; the limit is {config.max_upload_bytes}")
+    version = await source.upload(name, file.filename or "", file.file)
+    if stage and version.state.value == "ready":
+        await asyncio.to_thread(source.registry.set_stage, name, stage, version.number)
+        await manager.sync()
+    return VersionOut.of(version)
+
+
+@router.post("/models/{name}/versions/{number}/archive", summary="Archive a version", responses=ERRORS)
+async def archive_version(name: Name, number: Number, source: Source) -> VersionOut:
+    return VersionOut.of(await asyncio.to_thread(source.registry.archive_version, name, number))
+
+
+@router.delete(
+    "/models/{name}/versions/{number}",
+    summary="Delete a version",
+    description="Refused (409) while a stage points at it or it takes traffic.",
+    responses=ERRORS,
+)
+async def delete(name: Name, number: Number, source: Source) -> VersionOut:
+    gone = await asyncio.to_thread(delete_version, source.registry, source.store, name, number)
+    await asyncio.to_thread(source.release, name, number)
+    return VersionOut.of(gone)
+
+
+# -- stages and traffic ---------------------------------------------------------------
+
+
+@router.put("/models/{name}/stages/{stage}", summary="Point a stage at a version", responses=ERRORS)
+async def set_stage(name: Name, stage: Stage, body: StageBody, source: Source, manager: Manager) -> ModelOut:
+    await asyncio.to_thread(source.registry.set_stage, name, stage, body.version)
+    await manager.sync()
+    return await asyncio.to_thread(lambda: _model_out(source, source.registry.get_model(name)))
+
+
+@router.put(
+    "/models/{name}/traffic",
+    summary="Split traffic over versions",
+    description="Unversioned requests are spread over the versions by weight (adding up to 100). "
+    "Without weights they go to the production stage.",
+    responses=ERRORS,
+)
+async def set_traffic(name: Name, body: TrafficBody, source: Source, manager: Manager) -> ModelOut:
+    if not body.weights:
+        raise InvalidInput("weights must name at least one version")
+    await asyncio.to_thread(source.registry.set_traffic, name, body.weights)
+    await manager.sync()
+    return await asyncio.to_thread(lambda: _model_out(source, source.registry.get_model(name)))
+
+
+class UploadLimit:
+    """Refuses a management request body over ``limit`` bytes with 413 as it arrives,
+    before the multipart parser has spooled all of it to disk."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/v1/"):
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            message = f"the upload is {int(length)} bytes; the limit is {self.limit}"
+            await error_response(413, message)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                # FastAPI turns other errors while parsing a form into 400.
+                raise HTTPException(413, f"the upload is over the {self.limit}-byte limit")
+            return message
+
+        await self.app(scope, limited, send)

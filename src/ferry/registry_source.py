@@ -1,0 +1,141 @@
+"""The registry as a source of models for the ModelManager (``ferry server``): which
+versions each model serves and how unversioned requests are routed, artifacts laid out
+where the runtimes can load them, and the validation of an upload."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from ferry.artifacts import ArtifactStore
+from ferry.config import ModelConfig
+from ferry.errors import Conflict, InvalidInput
+from ferry.registry import Registry, Version, VersionState
+from ferry.sources import RUNTIME_BY_SUFFIX, ModelSource, VersionSource
+from ferry.warmup import build_runtimes, load_failure
+
+log = logging.getLogger("ferry.registry")
+
+# Uploads that would run code from the file as it loads are refused outright; pickles
+# are accepted but fail validation unless a config marks them trusted.
+UPLOAD_SUFFIXES = sorted(suffix for suffix in RUNTIME_BY_SUFFIX if suffix != ".py")
+
+
+@dataclass(frozen=True)
+class ServingPlan:
+    """What one model should serve now: its versions by number, the version for
+    unversioned requests, and the traffic split (empty: none set)."""
+
+    versions: dict[str, Version] = field(default_factory=dict)
+    default: str | None = None
+    weights: dict[str, int] = field(default_factory=dict)
+
+
+class RegistrySource:
+    def __init__(self, registry: Registry, store: ArtifactStore, data_dir: Path, poll_interval_s: float = 1.0) -> None:
+        self.registry = registry
+        self.store = store
+        self.serving_dir = Path(data_dir) / "serving"
+        self.poll_interval_s = poll_interval_s
+
+    def revision(self) -> int:
+        return self.registry.revision()
+
+    def plan(self) -> dict[str, ServingPlan]:
+        """Each model serves the versions with a traffic weight above 0 and every stage's
+        version. Unversioned requests follow the weights when set, else the production
+        stage, else the highest version served."""
+        plans = {}
+        for model in self.registry.list_models():
+            stages = self.registry.get_stages(model.name)
+            weights = {str(n): w for n, w in self.registry.get_traffic(model.name).weights.items() if w > 0}
+            wanted = set(weights) | {str(n) for n in stages.values()}
+            versions = {
+                str(v.number): v
+                for v in self.registry.list_versions(model.name)
+                if str(v.number) in wanted and v.state == VersionState.READY
+            }
+            production = stages.get("production")
+            default = str(production) if production is not None and str(production) in versions else None
+            if default is None and versions:
+                default = max(versions, key=int)
+            plans[model.name] = ServingPlan(versions, default, weights)
+        return plans
+
+    def materialise(self, version: Version) -> tuple[ModelSource, VersionSource]:
+        """``<data dir>/serving/<model>/<number>/<original file name>``: artifacts are stored
+        by digest without a suffix, and the runtimes pick their loader by suffix."""
+        path = self.serving_dir / version.model / str(version.number) / version.filename
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temp = path.with_name(f".{path.name}.tmp")
+            temp.unlink(missing_ok=True)
+            try:
+                os.link(self.store.path(version.artifact_digest), temp)
+            except OSError:  # another file system, or a store without local paths
+                with self.store.open(version.artifact_digest) as src, temp.open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            os.replace(temp, path)
+        config = ModelConfig.model_validate(version.config) if version.config else ModelConfig()
+        source = ModelSource(version.model, [VersionSource(version.number, path)], config)
+        return source, source.versions[0]
+
+    def release(self, model: str, number: int) -> None:
+        shutil.rmtree(self.serving_dir / model / str(number), ignore_errors=True)
+
+    def public(self, reason: str) -> str:
+        """Clients see file names, never the server's paths."""
+        for place in sorted({self.serving_dir, self.serving_dir.resolve()}, key=lambda p: -len(str(p))):
+            reason = reason.replace(f"{place}{os.sep}", "")
+        return reason
+
+    # -- uploads ------------------------------------------------------------------------
+
+    async def upload(self, model: str, filename: str, stream: BinaryIO, uploaded_by: str = "") -> Version:
+        """Store the artifact, record the next version, and validate it: load it with its
+        runtime, read the signature, run a warm-up inference. The version comes back
+        ``ready`` (signature, warm-up ms) or ``failed`` (with the reason)."""
+        filename = os.path.basename(filename or "")
+        suffix = Path(filename).suffix
+        if suffix not in UPLOAD_SUFFIXES:
+            raise InvalidInput(f"cannot serve {filename!r}: the file name must end in {', '.join(UPLOAD_SUFFIXES)}")
+        runtime = RUNTIME_BY_SUFFIX[suffix]
+        with contextlib.suppress(Conflict):  # it exists: the usual case
+            await asyncio.to_thread(self.registry.create_model, model)
+        artifact = await asyncio.to_thread(self.store.put, stream)
+        version = await asyncio.to_thread(self.registry.add_version, model, runtime, artifact, filename, uploaded_by)
+        number = version.number
+        await asyncio.to_thread(self.registry.set_version_state, model, number, VersionState.VALIDATING)
+        try:
+            signature, warmup_ms = await asyncio.to_thread(self._validate, version)
+        except Exception as exc:
+            reason = self.public(load_failure(exc))
+            log.warning("%s version %d failed validation: %s", model, number, reason)
+            return await asyncio.to_thread(self.registry.set_version_state, model, number, VersionState.FAILED, reason)
+        return await asyncio.to_thread(
+            self.registry.set_version_state,
+            model,
+            number,
+            VersionState.READY,
+            signature=signature,
+            warmup_ms=warmup_ms,
+        )
+
+    def _validate(self, version: Version) -> tuple[dict[str, list[dict[str, object]]], float]:
+        source, version_source = self.materialise(version)
+        runtimes, warmup_ms = build_runtimes(source.runtime_for(version_source), version_source.path, source.config)
+        try:
+            signature = runtimes[0].signature
+            return {
+                "inputs": [spec.to_json() for spec in signature.inputs],
+                "outputs": [spec.to_json() for spec in signature.outputs],
+            }, warmup_ms
+        finally:
+            for runtime in runtimes:
+                runtime.close()

@@ -1,0 +1,187 @@
+"""The management API (/api/v1) over a real registry, on SQLite and on PostgreSQL (a
+schema of its own; with CI=true an unreachable PostgreSQL fails the run): uploads are
+validated, stages and traffic route inference, versions in use cannot be deleted."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from ferry.artifacts import LocalArtifactStore
+from ferry.http.app import create_app
+from ferry.manager import ModelManager
+from ferry.registry import Registry, connect, default_url, migrate
+from ferry.registry_source import RegistrySource
+from ferry.settings import Settings
+from tests.builders import scale_onnx
+from tests.integration.serving import wait_ready
+from tests.integration.test_registry import _postgres_schema
+
+X = [[1.0, 2.0, 3.0, 4.0]]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    data_dir = tmp_path / "data"
+    urls = iter([default_url(data_dir)]) if request.param == "sqlite" else _postgres_schema()
+    url = next(urls)
+    engine = connect(url)
+    try:
+        migrate(engine)
+        source = RegistrySource(Registry.from_engine(engine), LocalArtifactStore(data_dir / "artifacts"), data_dir)
+        app = create_app(Settings(data_dir=data_dir), ModelManager([], source))
+        with TestClient(app) as running:
+            wait_ready(running)
+            yield running
+    finally:
+        engine.dispose()  # before the PostgreSQL schema is dropped
+        for _ in urls:
+            pass
+
+
+def _upload(client: TestClient, path: Path, model: str = "scale", stage: str | None = None) -> dict:
+    data = {"stage": stage} if stage else None
+    with path.open("rb") as f:
+        response = client.post(f"/api/v1/models/{model}/versions", files={"file": (path.name, f)}, data=data)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _infer(client: TestClient, model: str = "scale", version: str | None = None) -> dict:
+    route = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
+    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": X[0]}]}
+    response = client.post(route, json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_upload_validates_and_production_serves(client: TestClient, tmp_path: Path) -> None:
+    version = _upload(client, scale_onnx(tmp_path / "model.onnx", 2.0))
+    assert version["number"] == 1
+    assert version["state"] == "ready", version
+    assert version["signature"]["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
+    assert version["warmup_ms"] is not None and version["warmup_ms"] >= 0
+    assert version["runtime"] == "onnx" and version["filename"] == "model.onnx"
+    # Not served until a stage or traffic points at it.
+    assert client.post("/v2/models/scale/infer", json={"inputs": []}).status_code in (404, 503)
+
+    response = client.put("/api/v1/models/scale/stages/production", json={"version": 1})
+    assert response.status_code == 200, response.text
+    assert response.json()["stages"] == {"production": 1}
+    answer = _infer(client)
+    assert answer["model_version"] == "1"
+    assert answer["outputs"][0]["data"] == [2.0, 4.0, 6.0, 8.0]
+
+    models = client.get("/api/v1/models").json()
+    assert [m["name"] for m in models] == ["scale"]
+    assert client.get("/api/v1/models/scale/versions").json()[0]["state"] == "ready"
+
+
+def test_corrupt_upload_fails_with_a_reason_and_never_routes(client: TestClient, tmp_path: Path) -> None:
+    corrupt = tmp_path / "broken.onnx"
+    corrupt.write_bytes(b"this is not an onnx model")
+    version = _upload(client, corrupt, stage="production")
+    assert version["state"] == "failed"
+    assert version["failure_reason"]
+    assert str(tmp_path) not in version["failure_reason"]
+    model = client.get("/api/v1/models/scale").json()
+    assert model["stages"] == {}
+    for route in ("/api/v1/models/scale/stages/production", "/api/v1/models/scale/stages/staging"):
+        refused = client.put(route, json={"version": version["number"]})
+        assert refused.status_code == 400, refused.text
+    refused = client.put("/api/v1/models/scale/traffic", json={"weights": {str(version["number"]): 100}})
+    assert refused.status_code == 400
+    assert client.post("/v2/models/scale/versions/1/infer", json={"inputs": []}).status_code == 404
+
+
+def test_upload_refuses_unknown_file_types(client: TestClient, tmp_path: Path) -> None:
+    script = tmp_path / "model.py"
+    script.write_text("import os\n")
+    with script.open("rb") as f:
+        response = client.post("/api/v1/models/scale/versions", files={"file": ("model.py", f)})
+    assert response.status_code == 400
+    assert "error" in response.json()
+
+
+def test_traffic_split_pinning_delete_and_archive(client: TestClient, tmp_path: Path) -> None:
+    one = _upload(client, scale_onnx(tmp_path / "a.onnx", 1.0), stage="production")
+    two = _upload(client, scale_onnx(tmp_path / "b.onnx", 3.0), stage="staging")
+    assert (one["number"], two["number"]) == (1, 2)
+    assert _infer(client)["model_version"] == "1"
+    # A stage's version is loaded: it can be pinned.
+    pinned = _infer(client, version="2")
+    assert pinned["model_version"] == "2" and pinned["outputs"][0]["data"] == [3.0, 6.0, 9.0, 12.0]
+
+    response = client.put("/api/v1/models/scale/traffic", json={"weights": {"1": 50, "2": 50}})
+    assert response.status_code == 200, response.text
+    assert response.json()["traffic"]["weights"] == {"1": 50, "2": 50}
+    counts = Counter(_infer(client)["model_version"] for _ in range(200))
+    assert set(counts) == {"1", "2"}
+    assert 50 <= counts["1"] <= 150, counts
+
+    # In use (a stage and a weight): refused.
+    for number in (1, 2):
+        refused = client.delete(f"/api/v1/models/scale/versions/{number}")
+        assert refused.status_code == 409, refused.text
+        assert "error" in refused.json()
+        assert client.post(f"/api/v1/models/scale/versions/{number}/archive").status_code == 409
+
+    # All traffic to 1 and staging moved to 1: version 2 is unused, unloaded, deletable.
+    assert client.put("/api/v1/models/scale/traffic", json={"weights": {"1": 100}}).status_code == 200
+    assert client.put("/api/v1/models/scale/stages/staging", json={"version": 1}).status_code == 200
+    assert all(_infer(client)["model_version"] == "1" for _ in range(20))
+    assert client.post("/v2/models/scale/versions/2/infer", json={"inputs": []}).status_code == 404
+    archived = client.post("/api/v1/models/scale/versions/2/archive")
+    assert archived.status_code == 200 and archived.json()["state"] == "archived"
+    deleted = client.delete("/api/v1/models/scale/versions/2")
+    assert deleted.status_code == 200, deleted.text
+    assert [v["number"] for v in client.get("/api/v1/models/scale/versions").json()] == [1]
+
+
+def test_create_model_and_unknown_names(client: TestClient) -> None:
+    created = client.post("/api/v1/models", json={"name": "digits", "task": "classification", "labels": {"a": "b"}})
+    assert created.status_code == 201, created.text
+    assert created.json()["labels"] == {"a": "b"} and created.json()["stages"] == {}
+    assert client.post("/api/v1/models", json={"name": "digits"}).status_code == 409
+    assert client.post("/api/v1/models", json={"name": "no/slash"}).status_code == 400
+    for route in ("/api/v1/models/nope", "/api/v1/models/nope/versions"):
+        missing = client.get(route)
+        assert missing.status_code == 404 and "error" in missing.json()
+    assert client.put("/api/v1/models/nope/stages/production", json={"version": 1}).status_code == 404
+    assert client.delete("/api/v1/models/digits/versions/7").status_code == 404
+    assert client.post("/v2/models/nope/infer", json={"inputs": []}).status_code == 404
+
+
+def test_docs_describe_the_management_api(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    upload = schema["paths"]["/api/v1/models/{name}/versions"]["post"]
+    assert upload["tags"] == ["management"] and upload["summary"]
+    assert "/api/v1/models/{name}/traffic" in schema["paths"]
+
+
+def test_uploads_over_the_limit_get_413(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    engine = connect(default_url(data_dir))
+    migrate(engine)
+    source = RegistrySource(Registry.from_engine(engine), LocalArtifactStore(data_dir / "artifacts"), data_dir)
+    app = create_app(Settings(data_dir=data_dir, max_upload_bytes=4096), ModelManager([], source))
+    big = b"\0" * 8192
+    with TestClient(app) as client:
+        wait_ready(client)
+        response = client.post("/api/v1/models/scale/versions", files={"file": ("model.onnx", big)})
+        assert response.status_code == 413 and "limit" in response.json()["error"]
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+            yield b"--x\r\nContent-Disposition: form-data; name=file; filename=model.onnx\r\n\r\n"
+            yield from (big[i : i + 1024] for i in range(0, len(big), 1024))
+            yield b"\r\n--x--\r\n"
+
+        headers = {"content-type": "multipart/form-data; boundary=x"}
+        response = client.post("/api/v1/models/scale/versions", content=chunks(), headers=headers)
+        assert response.status_code == 413, response.text
+    assert Registry.from_engine(engine).list_models() == []
+    engine.dispose()
