@@ -57,7 +57,16 @@ class DataPlane:
             model.stats.record_request(False, time.perf_counter_ns() - started)
             raise
         model.stats.record_request(True, time.perf_counter_ns() - started)
+        # shadow: copy an unversioned request to the model's shadow version, if it has one
+        # (its answer is compared and counted, never returned; the answer is not delayed)
+        if version is None and self.models.shadows:
+            self._shadow(name, request, response)
         return encoded
+
+    def _shadow(self, name: str, request: InferRequest, response: InferResponse) -> None:
+        shadow = self.models.shadows.get(name)
+        if shadow is not None:
+            shadow.copy(request, response.outputs)
 
     # -- metadata -------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from ferry.batching import Batcher
 from ferry.config import ModelConfig
 from ferry.errors import InvalidInput, NotFound, Unavailable
 from ferry.routing import WeightedChoice
+from ferry.shadow import Shadow, ShadowRecord
 from ferry.signature import Signature
 from ferry.sources import ModelSource, VersionSource, discover
 from ferry.stats import ModelStats
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("ferry.manager")
 
 READY, LOADING, UNAVAILABLE = "READY", "LOADING", "UNAVAILABLE"
+# The state reason of a version loaded only as a shadow: it never answers requests.
+SHADOW_ONLY = "shadow: gets copies of requests, never answers them"
 
 
 @dataclass
@@ -93,6 +96,13 @@ class ModelManager:
         self._paths = paths
         self.registry = registry
         self._models: dict[str, _Model] = {}
+        # Models with a shadow taking copies of requests, read on every request: empty
+        # (falsy) unless some model has one. Replaced whole, never changed in place.
+        self.shadows: dict[str, Shadow] = {}
+        # Every model's shadow, percent 0 included (loaded, sent nothing).
+        self._shadows: dict[str, Shadow] = {}
+        # The last shadow of each model: kept when the shadow is removed, to be read.
+        self._shadow_records: dict[str, ShadowRecord] = {}
         self._sync_lock = asyncio.Lock()
         self._revision: int | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -153,8 +163,9 @@ class ModelManager:
         if model is None:
             raise NotFound(f"unknown model {name!r}")
         async with model.lock:
-            old = list(model.versions.values())
+            old = list(self._loaded_versions(name, model).values())
             model.serve({})
+            self._set_shadow(name, None, 0)
             model.unloaded = True
             for version in model.states:
                 model.states[version] = VersionState(UNAVAILABLE, "unloaded")
@@ -182,8 +193,8 @@ class ModelManager:
         if loaded is not None:
             return loaded
         state = model.states.get(str(int(version)))
-        if state is None:
-            raise NotFound(f"model {name!r} has no version {version}")
+        if state is None or state.reason == SHADOW_ONLY:
+            raise NotFound(f"model {name!r} has no version {version} that answers requests")
         raise Unavailable(
             f"model {name!r} version {version} is not ready: {state.state.lower()} {state.reason}".rstrip()
         )
@@ -192,10 +203,20 @@ class ModelManager:
         return sorted(self._models)
 
     def loaded(self) -> list[LoadedVersion]:
-        return [v for m in self._models.values() for _, v in sorted(m.versions.items(), key=lambda kv: int(kv[0]))]
+        """Every loaded version, shadows included."""
+        return [
+            v
+            for name, m in self._models.items()
+            for _, v in sorted(self._loaded_versions(name, m).items(), key=lambda kv: int(kv[0]))
+        ]
 
     def versions_of(self, name: str) -> list[str]:
         return sorted(self._models[name].versions, key=int) if name in self._models else []
+
+    def shadow_record(self, name: str) -> ShadowRecord | None:
+        """What the model's shadow version did in this process (the last shadow's, if it
+        was removed); None if it never had one here."""
+        return self._shadow_records.get(name)
 
     def index(self) -> list[dict[str, str]]:
         entries = []
@@ -248,7 +269,8 @@ class ModelManager:
         registry = self.registry
         model = self._models.setdefault(name, _Model())
         async with model.lock:
-            fresh = {key: v for key, v in model.versions.items() if key in plan.versions}
+            current = self._loaded_versions(name, model)
+            fresh = {key: v for key, v in current.items() if key in plan.versions}
             new = [key for key in plan.versions if key not in fresh]
             for key in new:
                 model.states[key] = VersionState(LOADING)
@@ -268,8 +290,15 @@ class ModelManager:
                     model.states[key] = VersionState(UNAVAILABLE, reason)
                 else:
                     raise result
-            replaced = [v for key, v in model.versions.items() if key not in fresh]
-            model.serve(fresh, plan.default, plan.weights)
+            replaced = [v for key, v in current.items() if key not in fresh]
+            # Routes and shadow swap together: no await between them.
+            model.serve({k: v for k, v in fresh.items() if k not in plan.shadow_only}, plan.default, plan.weights)
+            self._set_shadow(name, fresh.get(plan.shadow) if plan.shadow else None, plan.shadow_percent)
+            for key in fresh:
+                if key in plan.shadow_only:
+                    model.states[key] = VersionState(READY, SHADOW_ONLY)
+                elif getattr(model.states.get(key), "reason", "") == SHADOW_ONLY:
+                    model.states[key] = VersionState(READY)
             model.unloaded = False
             for key in list(model.states):
                 if key not in plan.versions:
@@ -278,6 +307,31 @@ class ModelManager:
         for gone in replaced:
             await asyncio.to_thread(registry.release, name, int(gone.version))
             log.info("unloaded %s version %s", name, gone.version)
+
+    def _loaded_versions(self, name: str, model: _Model) -> dict[str, LoadedVersion]:
+        """The versions routed to, and the shadow version."""
+        shadow = self._shadows.get(name)
+        if shadow is None:
+            return dict(model.versions)
+        return {**model.versions, shadow.target.version: shadow.target}
+
+    def _set_shadow(self, name: str, target: LoadedVersion | None, percent: int) -> None:
+        """Point the model's shadow at ``target`` (None: no shadow). A new shadow version
+        starts a new record; the record of a removed shadow is kept, inactive."""
+        record = self._shadow_records.get(name)
+        if target is None:
+            if record is not None:
+                record.active, record.percent = False, 0
+        elif record is None or record.version != target.version:
+            record = self._shadow_records[name] = ShadowRecord(target.version, percent)
+        else:
+            record.active, record.percent = True, percent
+        current = self._shadows.pop(name, None)
+        if target is not None and record is not None:
+            same = current is not None and current.target is target and current.percent == percent
+            self._shadows[name] = current if same and current is not None else Shadow(target, percent, record)
+        # percent 0: loaded, sent nothing, kept off the hot path.
+        self.shadows = {key: shadow for key, shadow in self._shadows.items() if shadow.percent > 0}
 
     def _reason(self, model: _Model) -> str:
         if model.error:

@@ -29,12 +29,18 @@ UPLOAD_SUFFIXES = sorted(suffix for suffix in RUNTIME_BY_SUFFIX if suffix != ".p
 
 @dataclass(frozen=True)
 class ServingPlan:
-    """What one model should serve now: its versions by number, the version for
-    unversioned requests, and the traffic split (empty: none set)."""
+    """What one model should serve now: its versions by number (to load), the version
+    for unversioned requests, the traffic split (empty: none set), and the shadow
+    version with the percent of unversioned requests copied to it. A shadow that is not
+    also a stage or weighted is in ``versions`` (it is loaded) and in ``shadow_only``
+    (it never answers clients)."""
 
     versions: dict[str, Version] = field(default_factory=dict)
     default: str | None = None
     weights: dict[str, int] = field(default_factory=dict)
+    shadow: str | None = None
+    shadow_percent: int = 0
+    shadow_only: frozenset[str] = frozenset()
 
 
 class RegistrySource:
@@ -49,23 +55,32 @@ class RegistrySource:
 
     def plan(self) -> dict[str, ServingPlan]:
         """Each model serves the versions with a traffic weight above 0 and every stage's
-        version. Unversioned requests follow the weights when set, else the production
-        stage, else the highest version served."""
+        version, and loads its shadow version. Unversioned requests follow the weights
+        when set, else the production stage, else the highest version served (never a
+        shadow-only version)."""
         plans = {}
         for model in self.registry.list_models():
             stages = self.registry.get_stages(model.name)
-            weights = {str(n): w for n, w in self.registry.get_traffic(model.name).weights.items() if w > 0}
-            wanted = set(weights) | {str(n) for n in stages.values()}
+            traffic = self.registry.get_traffic(model.name)
+            weights = {str(n): w for n, w in traffic.weights.items() if w > 0}
+            routed = set(weights) | {str(n) for n in stages.values()}
+            shadow = str(traffic.shadow_version) if traffic.shadow_version is not None else None
+            wanted = routed | ({shadow} if shadow else set())
             versions = {
                 str(v.number): v
                 for v in self.registry.list_versions(model.name)
                 if str(v.number) in wanted and v.state == VersionState.READY
             }
+            if shadow not in versions:
+                shadow = None
             production = stages.get("production")
             default = str(production) if production is not None and str(production) in versions else None
-            if default is None and versions:
-                default = max(versions, key=int)
-            plans[model.name] = ServingPlan(versions, default, weights)
+            if default is None and routed & set(versions):
+                default = max(routed & set(versions), key=int)
+            shadow_only = frozenset({shadow} - routed) if shadow else frozenset()
+            plans[model.name] = ServingPlan(
+                versions, default, weights, shadow, traffic.shadow_percent if shadow else 0, shadow_only
+            )
         return plans
 
     def materialise(self, version: Version) -> tuple[ModelSource, VersionSource]:

@@ -19,7 +19,7 @@ from ferry.registry_source import RegistrySource
 from ferry.settings import Settings
 from tests.builders import scale_onnx
 from tests.integration.serving import wait_ready
-from tests.integration.test_registry import _postgres_schema
+from tests.postgres import postgres_schema
 
 X = [[1.0, 2.0, 3.0, 4.0]]
 
@@ -27,7 +27,7 @@ X = [[1.0, 2.0, 3.0, 4.0]]
 @pytest.fixture(params=["sqlite", "postgresql"])
 def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
     data_dir = tmp_path / "data"
-    urls = iter([default_url(data_dir)]) if request.param == "sqlite" else _postgres_schema()
+    urls = iter([default_url(data_dir)]) if request.param == "sqlite" else postgres_schema()
     url = next(urls)
     engine = connect(url)
     try:

@@ -7,51 +7,23 @@ from __future__ import annotations
 import hashlib
 import io
 import multiprocessing
-import os
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, inspect, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Engine, inspect, text
 
 from ferry.artifacts import TEMP_PREFIX, Artifact, LocalArtifactStore
 from ferry.errors import Conflict, InvalidInput, NotFound
 from ferry.registry import Registry, VersionState, cleanup, connect, default_url, delete_version, migrate
 from ferry.registry.db import current_revision, head_revision
 from ferry.registry.schema import Base
+from tests.postgres import postgres_schema
 
-POSTGRES_URL = os.environ.get("FERRY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-TABLES = {"models", "versions", "stages", "traffic", "alembic_version"}
-
-
-def _postgres_schema() -> Iterator[str]:
-    admin = create_engine(POSTGRES_URL, poolclass=NullPool, connect_args={"connect_timeout": 5})
-    try:
-        with admin.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        admin.dispose()
-        reason = f"PostgreSQL unreachable at {POSTGRES_URL}: {str(exc).splitlines()[0]}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: the PostgreSQL tests are mandatory)")
-        pytest.skip(f"{reason} (set CI=true to make this a failure)")
-    schema = f"ferry_test_{uuid.uuid4().hex[:12]}"
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+TABLES = {"models", "versions", "stages", "stage_history", "traffic", "alembic_version"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -59,7 +31,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield default_url(tmp_path / "data")
     else:
-        yield from _postgres_schema()
+        yield from postgres_schema()
 
 
 @pytest.fixture
@@ -97,7 +69,7 @@ def _ready(registry: Registry, model: str, content: bytes = b"weights", filename
 def test_migrate_twice_is_a_noop(engine: Engine) -> None:
     migrate(engine)
     migrate(engine)
-    assert current_revision(engine) == head_revision() == "0001"
+    assert current_revision(engine) == head_revision() == "0002"
     assert set(inspect(engine).get_table_names()) == TABLES
     # The migration creates exactly the schema the code declares.
     with engine.connect() as connection:
@@ -414,3 +386,110 @@ def test_version_numbers_are_never_reused(registry: Registry) -> None:
     registry.delete_version("numbered", second.number)
     third = registry.add_version("numbered", "onnx", _artifact(b"three"), "model.onnx")
     assert (first.number, second.number, third.number) == (1, 2, 3)
+
+
+# -- stage history and rollback ----------------------------------------------------------
+
+
+def test_rollback_pops_production_history_like_an_undo_stack(registry: Registry) -> None:
+    registry.create_model("digits")
+    one, two, three = (_ready(registry, "digits", bytes([n])) for n in (1, 2, 3))
+    with pytest.raises(Conflict, match="no earlier production version"):
+        registry.rollback("digits")  # never promoted
+
+    registry.set_stage("digits", "production", one)
+    with pytest.raises(Conflict, match="no earlier production version"):
+        registry.rollback("digits")  # nothing before the first promotion
+    registry.set_stage("digits", "production", two)
+    registry.set_stage("digits", "production", two)  # no change: not a history entry
+    registry.set_stage("digits", "production", three)
+    registry.set_stage("digits", "staging", three)  # other stages have histories of their own
+    assert registry.stage_history("digits") == [one, two, three]
+    registry.set_traffic("digits", {three: 90, two: 10}, shadow=one, shadow_percent=20)
+
+    before = registry.revision()
+    assert registry.rollback("digits") == two
+    assert registry.revision() > before
+    assert registry.get_stages("digits") == {"production": two, "staging": three}
+    traffic = registry.get_traffic("digits")
+    assert (traffic.weights, traffic.shadow_version, traffic.shadow_percent) == ({}, None, 0)
+    assert registry.stage_history("digits") == [one, two]
+
+    assert registry.rollback("digits") == one  # again: further back
+    assert registry.get_stages("digits")["production"] == one
+    with pytest.raises(Conflict, match="no earlier production version"):
+        registry.rollback("digits")
+    assert registry.stage_history("digits") == [one]
+    assert registry.stage_history("digits", "staging") == [three]
+    with pytest.raises(NotFound):
+        registry.rollback("nope")
+
+
+def test_rollback_refuses_a_version_no_longer_ready_or_deleted(registry: Registry) -> None:
+    registry.create_model("digits")
+    one, two, three = (_ready(registry, "digits", bytes([n])) for n in (1, 2, 3))
+    registry.set_stage("digits", "production", one)
+    registry.set_stage("digits", "production", two)
+    registry.archive_version("digits", one)
+    with pytest.raises(Conflict, match="version 1: it is archived"):
+        registry.rollback("digits")
+    assert registry.get_stages("digits") == {"production": two}  # refused: nothing changed
+    assert registry.stage_history("digits") == [one, two]
+
+    registry.delete_version("digits", one)  # the history keeps the entry, without a version
+    assert registry.stage_history("digits") == [None, two]
+    with pytest.raises(Conflict, match="no production version before"):
+        registry.rollback("digits")
+
+    # A removed stage is an entry too: rolling back undoes the removal.
+    registry.set_stage("digits", "production", three)
+    registry.delete_stage("digits", "production")
+    assert registry.stage_history("digits") == [None, two, three, None]
+    assert registry.rollback("digits") == three
+    assert registry.get_stages("digits") == {"production": three}
+
+
+def test_concurrent_rollbacks_each_pop_one_entry(registry: Registry) -> None:
+    registry.create_model("digits")
+    numbers = [_ready(registry, "digits", bytes([n])) for n in range(1, 5)]
+    for number in numbers:
+        registry.set_stage("digits", "production", number)
+    results: list[int | str] = []
+
+    def roll() -> None:
+        try:
+            results.append(registry.rollback("digits"))
+        except Conflict as exc:
+            results.append(str(exc))
+
+    threads = [threading.Thread(target=roll) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(results, key=str) == [1, 2, 3]
+    assert registry.stage_history("digits") == [1]
+
+
+def test_migration_0002_starts_history_at_the_current_stages(engine: Engine) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from ferry.registry.db import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+    registry = Registry.from_engine(engine)
+    registry.create_model("digits")
+    one = _ready(registry, "digits")
+    with engine.begin() as connection:  # a stage set by a 0001-era server
+        connection.execute(
+            text("INSERT INTO stages (model_id, name, version_id) SELECT model_id, 'production', id FROM versions")
+        )
+    migrate(engine)
+    assert registry.stage_history("digits") == [one]
+    with pytest.raises(Conflict, match="no earlier production version"):
+        registry.rollback("digits")

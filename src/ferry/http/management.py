@@ -1,5 +1,5 @@
 """The management API under ``/api/v1/`` (``ferry server`` only): models, version
-uploads, stages and traffic. Thin routes over the Registry; every change that affects
+uploads, stages, traffic (canary and shadow) and rollback. Thin routes over the Registry; every change that affects
 serving waits for ``ModelManager.sync()``, so a 2xx answer means "it is live"."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ferry.errors import InvalidInput, PayloadTooLarge
+from ferry.errors import InvalidInput, NotFound, PayloadTooLarge
 from ferry.http.errors import error_response
 from ferry.manager import ModelManager
 from ferry.registry import Model, Version, delete_version
@@ -61,9 +61,17 @@ class StageBody(BaseModel):
     version: int = Field(ge=1, examples=[4])
 
 
+class ShadowBody(BaseModel):
+    version: int = Field(ge=1, description="The shadow version: loaded, never answers clients", examples=[6])
+    percent: int = Field(ge=0, le=100, description="Percent of unversioned requests copied to it", examples=[20])
+
+
 class TrafficBody(BaseModel):
     weights: dict[int, int] = Field(
         description="Weight per version number, adding up to 100", examples=[{"4": 90, "5": 10}]
+    )
+    shadow: ShadowBody | None = Field(
+        None, description="A shadow version and the percent of requests copied to it; null or left out: none"
     )
 
 
@@ -71,6 +79,20 @@ class TrafficOut(BaseModel):
     weights: dict[str, int] = Field(examples=[{"4": 90, "5": 10}])
     shadow_version: int | None = None
     shadow_percent: int = 0
+
+
+class ShadowOut(BaseModel):
+    """What the shadow version did in this server process since it became the shadow."""
+
+    version: int = Field(description="The shadow version these counts are for", examples=[6])
+    percent: int = Field(description="Percent of unversioned requests copied to it now", examples=[20])
+    active: bool = Field(description="Whether it is still the shadow (false: the last one's counts)")
+    sent: int = Field(description="Copies sent to it (succeeded + failed + in flight)")
+    succeeded: int
+    failed: int
+    skipped: int = Field(description="Copies not sent because its queue was full")
+    agreed: int = Field(description="Answers equal to the primary's (floats: np.allclose)")
+    disagreed: int
 
 
 class ModelOut(BaseModel):
@@ -81,6 +103,7 @@ class ModelOut(BaseModel):
     created_at: datetime
     stages: dict[str, int] = Field(examples=[{"production": 4, "staging": 5}])
     traffic: TrafficOut
+    shadow: ShadowOut | None = Field(None, description="The shadow's record, as GET .../shadow")
 
 
 class VersionOut(BaseModel):
@@ -115,7 +138,12 @@ class VersionOut(BaseModel):
         )
 
 
-def _model_out(source: RegistrySource, model: Model) -> ModelOut:
+def _shadow_out(manager: ModelManager, name: str) -> ShadowOut | None:
+    record = manager.shadow_record(name)
+    return ShadowOut(**record.to_json()) if record is not None else None
+
+
+def _model_out(source: RegistrySource, manager: ModelManager, model: Model) -> ModelOut:
     traffic = source.registry.get_traffic(model.name)
     return ModelOut(
         name=model.name,
@@ -129,7 +157,12 @@ def _model_out(source: RegistrySource, model: Model) -> ModelOut:
             shadow_version=traffic.shadow_version,
             shadow_percent=traffic.shadow_percent,
         ),
+        shadow=_shadow_out(manager, model.name),
     )
+
+
+async def _model_doc(source: RegistrySource, manager: ModelManager, name: str) -> ModelOut:
+    return await asyncio.to_thread(lambda: _model_out(source, manager, source.registry.get_model(name)))
 
 
 def _error(description: str, example: str) -> dict[str, Any]:
@@ -141,15 +174,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: _error("Unknown model or version", "model 'digits' not found"),
     409: _error("Conflicts with the current state", "cannot delete it: digits version 4 is stage production"),
 }
+ROLLBACK_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    409: _error("Nothing to roll back to", "nothing to roll back to: digits has no earlier production version"),
+}
 
 
 # -- models ---------------------------------------------------------------------------
 
 
 @router.get("/models", summary="List models")
-async def list_models(source: Source) -> list[ModelOut]:
+async def list_models(source: Source, manager: Manager) -> list[ModelOut]:
     def read() -> list[ModelOut]:
-        return [_model_out(source, m) for m in source.registry.list_models()]
+        return [_model_out(source, manager, m) for m in source.registry.list_models()]
 
     return await asyncio.to_thread(read)
 
@@ -158,12 +195,12 @@ async def list_models(source: Source) -> list[ModelOut]:
 async def create_model(body: NewModel, source: Source, manager: Manager) -> ModelOut:
     model = await asyncio.to_thread(source.registry.create_model, body.name, body.description, body.task, body.labels)
     await manager.sync()
-    return await asyncio.to_thread(_model_out, source, model)
+    return await asyncio.to_thread(_model_out, source, manager, model)
 
 
-@router.get("/models/{name}", summary="A model, with its stages and traffic", responses=ERRORS)
-async def get_model(name: Name, source: Source) -> ModelOut:
-    return await asyncio.to_thread(lambda: _model_out(source, source.registry.get_model(name)))
+@router.get("/models/{name}", summary="A model, with its stages, traffic and shadow record", responses=ERRORS)
+async def get_model(name: Name, source: Source, manager: Manager) -> ModelOut:
+    return await _model_doc(source, manager, name)
 
 
 # -- versions -------------------------------------------------------------------------
@@ -227,22 +264,57 @@ async def delete(name: Name, number: Number, source: Source) -> VersionOut:
 async def set_stage(name: Name, stage: Stage, body: StageBody, source: Source, manager: Manager) -> ModelOut:
     await asyncio.to_thread(source.registry.set_stage, name, stage, body.version)
     await manager.sync()
-    return await asyncio.to_thread(lambda: _model_out(source, source.registry.get_model(name)))
+    return await _model_doc(source, manager, name)
+
+
+@router.post(
+    "/models/{name}/rollback",
+    summary="Roll production back",
+    description="Production goes back to the version it pointed at before its latest change (the "
+    "top of its history is popped, so rolling back again goes further back), and the canary "
+    "split and the shadow are cleared, in one transaction. 409 when there is no earlier "
+    "production version or it is no longer `ready`.",
+    responses=ROLLBACK_ERRORS,
+)
+async def rollback(name: Name, source: Source, manager: Manager) -> ModelOut:
+    await asyncio.to_thread(source.registry.rollback, name)
+    await manager.sync()
+    return await _model_doc(source, manager, name)
 
 
 @router.put(
     "/models/{name}/traffic",
     summary="Split traffic over versions",
     description="Unversioned requests are spread over the versions by weight (adding up to 100). "
-    "Without weights they go to the production stage.",
+    "Without weights they go to the production stage. With `shadow`, that version is loaded and "
+    "gets a copy of `percent`% of unversioned requests after their answer is computed; its answers "
+    "are compared with the primary's and counted (`GET .../shadow`), never returned. The body "
+    "replaces the whole policy: leaving `shadow` out (or null) removes the shadow.",
     responses=ERRORS,
 )
 async def set_traffic(name: Name, body: TrafficBody, source: Source, manager: Manager) -> ModelOut:
     if not body.weights:
         raise InvalidInput("weights must name at least one version")
-    await asyncio.to_thread(source.registry.set_traffic, name, body.weights)
+    shadow = (body.shadow.version, body.shadow.percent) if body.shadow is not None else (None, 0)
+    await asyncio.to_thread(source.registry.set_traffic, name, body.weights, *shadow)
     await manager.sync()
-    return await asyncio.to_thread(lambda: _model_out(source, source.registry.get_model(name)))
+    return await _model_doc(source, manager, name)
+
+
+@router.get(
+    "/models/{name}/shadow",
+    summary="What the shadow version did",
+    description="Counts of this server process since the version became the shadow: copies sent, "
+    "succeeded, failed, skipped (its queue was full), and answers that agreed with the primary's. "
+    "After the shadow is removed, the last one's counts with `active: false`.",
+    responses=ERRORS,
+)
+async def get_shadow(name: Name, source: Source, manager: Manager) -> ShadowOut:
+    await asyncio.to_thread(source.registry.get_model, name)  # 404 for an unknown model
+    shadow = _shadow_out(manager, name)
+    if shadow is None:
+        raise NotFound(f"model {name!r} has had no shadow version in this server process")
+    return shadow
 
 
 class UploadLimit:

@@ -20,7 +20,16 @@ from ferry.artifacts import Artifact, check_digest
 from ferry.errors import Conflict, InvalidInput, NotFound
 from ferry.registry.db import REVISION_LOCK, WRITE
 from ferry.registry.records import Model, Traffic, Version
-from ferry.registry.schema import STAGE_NAME, ModelRow, StageRow, TrafficRow, VersionRow, VersionState, utcnow
+from ferry.registry.schema import (
+    STAGE_NAME,
+    ModelRow,
+    StageHistoryRow,
+    StageRow,
+    TrafficRow,
+    VersionRow,
+    VersionState,
+    utcnow,
+)
 from ferry.sources import MODEL_NAME
 
 S = VersionState
@@ -206,8 +215,12 @@ class Registry:
             row = session.scalar(select(StageRow).where(StageRow.model_id == model.id, StageRow.name == stage))
             if row is None:
                 session.add(StageRow(model_id=model.id, name=stage, version_id=version.id))
-            else:
+            elif row.version_id != version.id:
                 row.version_id = version.id
+            else:  # already there: nothing to undo later
+                self._bump_revision(session, model.id)
+                return
+            self._push_history(session, model.id, stage, version.id)
             self._bump_revision(session, model.id)
 
     def delete_stage(self, model_name: str, stage: str) -> None:
@@ -216,7 +229,62 @@ class Registry:
             result = session.execute(delete(StageRow).where(StageRow.model_id == model.id, StageRow.name == stage))
             if not result.rowcount:  # type: ignore[attr-defined]
                 raise NotFound(f"model {model.name!r} has no stage {stage!r}")
+            self._push_history(session, model.id, stage, None)
             self._bump_revision(session, model.id)
+
+    def rollback(self, model_name: str, stage: str = "production") -> int:
+        """Undo the latest change of ``stage`` (a promotion, or its removal): pop its top
+        history entry, point the stage at the version of the entry beneath, and clear the
+        canary split and the shadow, in one transaction. Rolling back again goes further
+        back. Returns the version the stage points at now; ``Conflict`` when there is no
+        earlier version, or it is no longer ready."""
+        with self._write() as session:
+            model = self._model(session, model_name, lock=True)
+            entries = list(
+                session.scalars(
+                    select(StageHistoryRow)
+                    .where(StageHistoryRow.model_id == model.id, StageHistoryRow.stage == stage)
+                    .order_by(StageHistoryRow.id.desc())
+                    .limit(2)
+                )
+            )
+            if len(entries) < 2:
+                raise Conflict(f"nothing to roll back to: {model.name} has no earlier {stage} version")
+            top, previous = entries
+            if previous.version_id is None:
+                raise Conflict(
+                    f"nothing to roll back to: {model.name} had no {stage} version before (or it was deleted)"
+                )
+            version = session.get(VersionRow, previous.version_id)
+            assert version is not None  # the foreign key sets version_id NULL on delete
+            if version.state != S.READY.value:
+                raise Conflict(
+                    f"cannot roll back {model.name} to version {version.number}: it is {version.state}, not ready"
+                )
+            session.delete(top)
+            row = session.scalar(select(StageRow).where(StageRow.model_id == model.id, StageRow.name == stage))
+            if row is None:
+                session.add(StageRow(model_id=model.id, name=stage, version_id=version.id))
+            else:
+                row.version_id = version.id
+            traffic = self._traffic_row(session, model.id)
+            traffic.weights, traffic.shadow_version, traffic.shadow_percent = {}, None, 0
+            self._bump_revision(session, model.id)
+            return version.number
+
+    def stage_history(self, model_name: str, stage: str = "production") -> list[int | None]:
+        """The stage's undo stack, oldest first: version numbers, None where the stage was
+        removed (or the version has since been deleted). The last entry is current."""
+        with self._read() as session:
+            model = self._model(session, model_name)
+            rows = session.execute(
+                select(VersionRow.number)
+                .select_from(StageHistoryRow)
+                .outerjoin(VersionRow, StageHistoryRow.version_id == VersionRow.id)
+                .where(StageHistoryRow.model_id == model.id, StageHistoryRow.stage == stage)
+                .order_by(StageHistoryRow.id)
+            )
+            return [number for (number,) in rows]
 
     def get_stages(self, model_name: str) -> dict[str, int]:
         with self._read() as session:
@@ -306,6 +374,9 @@ class Registry:
             raise Conflict(f"cannot {action}: {model.name} version {row.number} is stage {', '.join(stages)}")
         if Traffic.of(self._traffic_row(session, model.id), model.name).uses(row.number):
             raise Conflict(f"cannot {action}: {model.name} version {row.number} takes traffic")
+
+    def _push_history(self, session: Session, model_id: int, stage: str, version_id: int | None) -> None:
+        session.add(StageHistoryRow(model_id=model_id, stage=stage, version_id=version_id, changed_at=utcnow()))
 
     def _bump_revision(self, session: Session, model_id: int) -> None:
         # Global max + 1, under a lock: with per-model counters, or a sequence whose values

@@ -136,3 +136,20 @@ class TrafficRow(Base):
     shadow_percent: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revision: Mapped[int] = mapped_column(Integer, default=0, index=True)
+
+
+class StageHistoryRow(Base):
+    """Each stage's undo stack: ``set_stage`` pushes the version a stage now points at,
+    ``delete_stage`` pushes NULL (no version), ``Registry.rollback`` pops the top entry,
+    so the entry beneath it is current again. ``version_id`` is also NULL for an entry
+    whose version has since been deleted: it cannot be rolled back to."""
+
+    __tablename__ = "stage_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    stage: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("versions.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
