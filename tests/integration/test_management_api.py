@@ -64,6 +64,8 @@ def test_upload_validates_and_production_serves(client: TestClient, tmp_path: Pa
     assert version["number"] == 1
     assert version["state"] == "ready", version
     assert version["signature"]["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
+    # No API keys yet: the uploader is known by its address (TestClient calls itself "testclient").
+    assert version["uploaded_by"] == "testclient"
     assert version["warmup_ms"] is not None and version["warmup_ms"] >= 0
     assert version["runtime"] == "onnx" and version["filename"] == "model.onnx"
     # Not served until a stage or traffic points at it.

@@ -224,6 +224,7 @@ async def list_versions(name: Name, source: Source) -> list[VersionOut]:
 )
 async def upload_version(
     name: Name,
+    request: Request,
     file: Annotated[UploadFile, File(description="The model file; its suffix picks the runtime")],
     source: Source,
     manager: Manager,
@@ -233,7 +234,9 @@ async def upload_version(
     # UploadLimit has refused bodies over the limit as they arrived; this is for the file alone.
     if file.size is not None and file.size > config.max_upload_bytes:
         raise PayloadTooLarge(f"the file is {file.size} bytes; the limit is {config.max_upload_bytes}")
-    version = await source.upload(name, file.filename or "", file.file)
+    # Who uploaded it: the client's address until API keys name the uploader.
+    uploader = request.client.host if request.client else ""
+    version = await source.upload(name, file.filename or "", file.file, uploaded_by=uploader)
     if stage and version.state.value == "ready":
         await asyncio.to_thread(source.registry.set_stage, name, stage, version.number)
         await manager.sync()
