@@ -16,10 +16,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ferry.errors import InvalidInput, NotFound, PayloadTooLarge
 from ferry.http.errors import error_response
+from ferry.http.v2 import Config, Name
 from ferry.manager import ModelManager
 from ferry.registry import Model, Version, delete_version
 from ferry.registry_source import RegistrySource
-from ferry.settings import Settings
 
 router = APIRouter(prefix="/api/v1", tags=["management"])
 
@@ -34,15 +34,8 @@ async def _manager(request: Request) -> ModelManager:
     return manager
 
 
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 Source = Annotated[RegistrySource, Depends(_source)]
 Manager = Annotated[ModelManager, Depends(_manager)]
-Config = Annotated[Settings, Depends(_settings)]
-Name = Annotated[str, PathParam(description="Model name", examples=["digits"])]
 Number = Annotated[int, PathParam(description="Version number", ge=1, examples=[4])]
 Stage = Annotated[str, PathParam(description="Stage: production, staging or any alias", examples=["production"])]
 
