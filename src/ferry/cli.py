@@ -116,6 +116,9 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-body-bytes", type=int, default=None, help="request body limit (default 64 MiB)")
     parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
     parser.add_argument("--access-log", action="store_true", default=None, help="log every request")
+    parser.add_argument(
+        "--no-metrics", dest="metrics", action="store_false", default=None, help="serve no Prometheus /metrics"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,6 +152,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             "max_body_bytes": args.max_body_bytes,
             "log_level": args.log_level,
             "access_log": args.access_log,
+            "metrics": args.metrics,
             "data_dir": getattr(args, "data_dir", None),
         }.items()
         if value is not None

@@ -9,9 +9,10 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 
 from ferry import __version__
-from ferry.errors import InvalidInput, ModelFailed
+from ferry.errors import FerryError, InvalidInput, ModelFailed
 from ferry.inference import InferRequest, InferResponse
 from ferry.manager import LoadedVersion, ModelManager
+from ferry.metrics import status_of
 from ferry.signature import Signature, check_inputs
 
 PayloadT = TypeVar("PayloadT", contravariant=True)
@@ -23,6 +24,10 @@ EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "model_con
 class Codec(Protocol, Generic[PayloadT, EncodedT]):
     """A wire format: the transport's payload in, its encoded answer out."""
 
+    # The ``protocol`` label of the metrics: "v2" or "v1".
+    @property
+    def protocol(self) -> str: ...
+
     def decode(self, payload: PayloadT, signature: Signature) -> InferRequest: ...
 
     def encode(self, response: InferResponse, request: InferRequest) -> EncodedT: ...
@@ -33,12 +38,14 @@ class DataPlane:
         self.models = models
 
     async def infer(self, name: str, version: str | None, payload: Any, codec: Codec[Any, EncodedT]) -> EncodedT:
-        # route: the version that answers (explicit, or the latest)
-        model = self.models.get(name, version)
-        # shed load before spending time on decoding
-        model.batcher.check_capacity()
         started = time.perf_counter_ns()
+        # route: the version that answers (explicit, or the latest)
+        model = self._route(name, version, codec.protocol, started)
+        # counted from here in the version's statistics and metrics (model.stats)
+        model.stats.request_started()
         try:
+            # shed load before spending time on decoding
+            model.batcher.check_capacity()
             # decode the wire format, then validate against the signature
             request = codec.decode(payload, model.signature)
             check_inputs(model.signature, request.inputs)
@@ -53,15 +60,27 @@ class DataPlane:
             )
             # encode in the caller's wire format
             encoded = codec.encode(response, request)
-        except BaseException:
-            model.stats.record_request(False, time.perf_counter_ns() - started)
+        except BaseException as exc:
+            model.stats.record_request(False, time.perf_counter_ns() - started, codec.protocol, status_of(exc))
             raise
-        model.stats.record_request(True, time.perf_counter_ns() - started)
+        model.stats.record_request(True, time.perf_counter_ns() - started, codec.protocol, 200)
         # shadow: copy an unversioned request to the model's shadow version, if it has one
         # (its answer is compared and counted, never returned; the answer is not delayed)
         if version is None and self.models.shadows:
             self._shadow(name, request, response)
         return encoded
+
+    def _route(self, name: str, version: str | None, protocol: str, started: int) -> LoadedVersion:
+        try:
+            return self.models.get(name, version)
+        except FerryError as exc:
+            # No version answers: counted with version "", and model "" for a name this
+            # server does not have, so unknown names create no series.
+            if self.models.metrics is not None:
+                known = name if self.models.knows(name) else ""
+                seconds = (time.perf_counter_ns() - started) / 1e9
+                self.models.metrics.unrouted(known, protocol, exc.status, seconds)
+            raise
 
     def _shadow(self, name: str, request: InferRequest, response: InferResponse) -> None:
         shadow = self.models.shadows.get(name)

@@ -22,6 +22,7 @@ from ferry.stats import ModelStats
 from ferry.warmup import build_runtimes, load_failure
 
 if TYPE_CHECKING:
+    from ferry.metrics import Metrics
     from ferry.registry_source import RegistrySource, ServingPlan
 
 log = logging.getLogger("ferry.manager")
@@ -90,11 +91,17 @@ class _Model:
 
 
 class ModelManager:
-    def __init__(self, paths: list[Path], registry: RegistrySource | None = None) -> None:
+    def __init__(
+        self, paths: list[Path], registry: RegistrySource | None = None, metrics: Metrics | None = None
+    ) -> None:
         """Models from ``paths`` on disk (``ferry serve``), or from ``registry``
-        (``ferry server``), reconciled by ``sync``."""
+        (``ferry server``), reconciled by ``sync``. Loads, unloads and each loaded
+        version's requests are reported to ``metrics`` (none: not measured)."""
         self._paths = paths
         self.registry = registry
+        self.metrics: Metrics | None = None
+        if metrics is not None:
+            self.report_to(metrics)
         self._models: dict[str, _Model] = {}
         # Models with a shadow taking copies of requests, read on every request: empty
         # (falsy) unless some model has one. Replaced whole, never changed in place.
@@ -107,6 +114,15 @@ class ModelManager:
         self._revision: int | None = None
         self._poller: asyncio.Task[None] | None = None
         self.ready = False
+
+    def report_to(self, metrics: Metrics) -> None:
+        """Report to ``metrics`` from now on (before loading: versions loaded earlier
+        keep reporting nowhere)."""
+        self.metrics = metrics
+        metrics.watch(self._occupancy)
+
+    def _occupancy(self) -> list[tuple[str, str, int, int]]:
+        return [(v.name, v.version, v.batcher.queued, v.stats.inflight) for v in self.loaded()]
 
     async def load_all(self) -> None:
         """Load every model found at start-up; a model that fails is marked
@@ -169,7 +185,7 @@ class ModelManager:
             model.unloaded = True
             for version in model.states:
                 model.states[version] = VersionState(UNAVAILABLE, "unloaded")
-        await asyncio.gather(*(v.batcher.drain() for v in old))
+        await self._drain(old)
         log.info("unloaded model %s", name)
 
     def get(self, name: str, version: str | None = None) -> LoadedVersion:
@@ -198,6 +214,10 @@ class ModelManager:
         raise Unavailable(
             f"model {name!r} version {version} is not ready: {state.state.lower()} {state.reason}".rstrip()
         )
+
+    def knows(self, name: str) -> bool:
+        """Whether ``name`` is a model of this server (loaded or not)."""
+        return name in self._models
 
     def names(self) -> list[str]:
         return sorted(self._models)
@@ -235,7 +255,7 @@ class ModelManager:
         if self._poller is not None:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)
-        await asyncio.gather(*(v.batcher.drain(timeout_s) for v in self.loaded()))
+        await self._drain(self.loaded(), timeout_s)
 
     # -- the registry (ferry server) ---------------------------------------------------
 
@@ -303,10 +323,16 @@ class ModelManager:
             for key in list(model.states):
                 if key not in plan.versions:
                     del model.states[key]
-        await asyncio.gather(*(v.batcher.drain() for v in replaced))
+        await self._drain(replaced)
         for gone in replaced:
             await asyncio.to_thread(registry.release, name, int(gone.version))
             log.info("unloaded %s version %s", name, gone.version)
+
+    async def _drain(self, versions: list[LoadedVersion], timeout_s: float | None = None) -> None:
+        await asyncio.gather(*(v.batcher.drain(timeout_s) for v in versions))
+        if self.metrics is not None:
+            for v in versions:
+                self.metrics.unloaded(v.name, v.version)
 
     def _loaded_versions(self, name: str, model: _Model) -> dict[str, LoadedVersion]:
         """The versions routed to, and the shadow version."""
@@ -371,7 +397,7 @@ class ModelManager:
             for key in list(model.states):
                 if key not in {str(v.version) for v in source.versions}:
                     del model.states[key]
-        await asyncio.gather(*(v.batcher.drain() for v in replaced))
+        await self._drain(replaced)
 
     def _public(self, reason: str, model_file: Path) -> str:
         """Libraries quote absolute paths; the log keeps them, clients see names relative
@@ -385,10 +411,31 @@ class ModelManager:
 
     async def _load_version(self, source: ModelSource, version: VersionSource) -> LoadedVersion:
         started = time.perf_counter()
+        try:
+            loaded = await self._build_version(source, version)
+        except Exception:
+            if self.metrics is not None:
+                self.metrics.load_failed(source.name, str(version.version))
+            raise
+        seconds = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.loaded(loaded.name, loaded.version, seconds, loaded.warmup_ms / 1000)
+        log.info(
+            "loaded %s version %s (%s) in %.0f ms, warm-up %.1f ms",
+            loaded.name,
+            loaded.version,
+            loaded.platform,
+            seconds * 1000,
+            loaded.warmup_ms,
+        )
+        return loaded
+
+    async def _build_version(self, source: ModelSource, version: VersionSource) -> LoadedVersion:
         runtime_name = source.runtime_for(version)
         config = source.config
         runtimes, warmup_ms = await asyncio.to_thread(build_runtimes, runtime_name, version.path, config)
-        stats = ModelStats()
+        key = str(version.version)
+        stats = ModelStats(self.metrics.version(source.name, key) if self.metrics is not None else None)
         batcher = Batcher(
             runtimes,
             max_batch_size=config.max_batch_size,
@@ -399,17 +446,9 @@ class ModelManager:
             name=source.name,
         )
         batcher.start()
-        log.info(
-            "loaded %s version %d (%s) in %.0f ms, warm-up %.1f ms",
-            source.name,
-            version.version,
-            runtime_name,
-            (time.perf_counter() - started) * 1000,
-            warmup_ms,
-        )
         return LoadedVersion(
             name=source.name,
-            version=str(version.version),
+            version=key,
             platform=source.platform_for(version),
             signature=runtimes[0].signature,
             config=config,

@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     access_log: bool = False
     proxy_headers: bool = Field(False, description="Trust X-Forwarded-For/Proto from a proxy in front of Ferry.")
+    metrics: bool = Field(True, description="Serve Prometheus metrics on /metrics (FERRY_METRICS=false: off).")
     graceful_timeout_s: float = Field(30.0, ge=0, description="How long SIGTERM waits for in-flight requests.")
 
     # ferry server (the registry)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+
+class StatsObserver(Protocol):
+    """Sees what ModelStats records, in the same measurements (ferry.metrics.VersionMetrics)."""
+
+    def request(self, protocol: str, code: int, ns: int) -> None: ...
+
+    def execution(self, rows: int, queue_ns: list[int], compute_ns: int) -> None: ...
 
 
 @dataclass
@@ -30,10 +38,14 @@ class BatchDurations:
 
 class ModelStats:
     """Request counts and times (success, fail, queue, compute) and a histogram of
-    executed batch sizes. Updated from the event loop and from worker threads."""
+    executed batch sizes. Updated from the event loop and from worker threads.
+    ``observer`` (the version's metrics) is told of each request and execution."""
 
-    def __init__(self) -> None:
+    def __init__(self, observer: StatsObserver | None = None) -> None:
         self._lock = threading.Lock()
+        self._observer = observer
+        # Requests between request_started and record_request: event loop only, no lock.
+        self.inflight = 0
         self.inference_count = 0
         self.execution_count = 0
         self.last_inference_ms = 0
@@ -45,10 +57,19 @@ class ModelStats:
         self.compute_output = Duration()
         self.batches: dict[int, BatchDurations] = {}
 
-    def record_request(self, ok: bool, ns: int) -> None:
+    def request_started(self) -> None:
+        self.inflight += 1
+
+    def record_request(self, ok: bool, ns: int, protocol: str = "v2", code: int | None = None) -> None:
+        """A request's outcome: ``code`` is the HTTP status it is answered with (200 or
+        500 when not given). Ends a request_started, if there was one."""
         with self._lock:
             (self.success if ok else self.fail).add(ns)
             self.last_inference_ms = int(time.time() * 1000)
+        if self.inflight:
+            self.inflight -= 1
+        if self._observer is not None:
+            self._observer.request(protocol, code or (200 if ok else 500), ns)
 
     def record_execution(
         self, requests: int, rows: int, queue_ns: list[int], input_ns: int, infer_ns: int, output_ns: int
@@ -66,6 +87,8 @@ class ModelStats:
             batch.compute_input.add(input_ns)
             batch.compute_infer.add(infer_ns)
             batch.compute_output.add(output_ns)
+        if self._observer is not None:
+            self._observer.execution(rows, queue_ns, input_ns + infer_ns + output_ns)
 
     def to_json(self, name: str, version: str) -> dict[str, Any]:
         with self._lock:

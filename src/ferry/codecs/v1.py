@@ -99,6 +99,8 @@ class V1Codec:
     """The V1 ``:predict`` codec as the DataPlane sees it: the body is converted with
     the model's signature, since V1 requests name no datatypes."""
 
+    protocol = "v1"
+
     def __init__(self, max_elements: int) -> None:
         self._max_elements = max_elements
 

@@ -184,6 +184,8 @@ class V2Payload:
 class V2Codec:
     """The V2 REST codec as the DataPlane sees it."""
 
+    protocol = "v2"
+
     def __init__(self, max_elements: int) -> None:
         self._max_elements = max_elements
 

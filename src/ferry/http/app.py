@@ -56,6 +56,22 @@ def create_app(settings: Settings, models: ModelManager) -> InferEndpoints:
     return InferEndpoints(api, api.state.dataplane, settings)
 
 
+def _serve_metrics(app: FastAPI, models: ModelManager) -> None:
+    """``GET /metrics`` in Prometheus text format, for this app's own Metrics. Open to
+    anyone for now: API keys (issue 5) decide who may read it."""
+    from ferry.metrics import CONTENT_TYPE, Metrics
+
+    metrics = models.metrics
+    if metrics is None:
+        metrics = Metrics()
+        models.report_to(metrics)
+    app.state.metrics = metrics
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+
 def _create_api(settings: Settings, models: ModelManager) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,6 +94,8 @@ def _create_api(settings: Settings, models: ModelManager) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    if settings.metrics:
+        _serve_metrics(app, models)
     app.state.dataplane = DataPlane(models)
     install_error_handlers(app)
     app.include_router(v2.router)
