@@ -32,12 +32,11 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ferry.errors import FerryError
+from ferry.errors import CLIENT_CLOSED, FerryError
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 PROTOCOLS = ("v2", "v1")
 # A client that left before its answer: no HTTP status was sent; nginx's convention.
-CLIENT_CLOSED = 499
 
 # Seconds: from 0.5 ms (a small model's whole request) to 30 s (the default timeout).
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

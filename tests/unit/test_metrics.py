@@ -8,8 +8,8 @@ import asyncio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ferry.errors import NotFound, Unavailable
-from ferry.metrics import CLIENT_CLOSED, Metrics, status_of
+from ferry.errors import CLIENT_CLOSED, NotFound, Unavailable
+from ferry.metrics import Metrics, status_of
 from ferry.stats import ModelStats
 
 

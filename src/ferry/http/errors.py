@@ -12,13 +12,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from ferry.errors import FerryError, Unavailable
+from ferry.errors import CLIENT_CLOSED, FerryError, Unavailable
 from ferry.http.body import ClientDisconnected
 
 log = logging.getLogger("ferry.http")
 
-# nginx's "client closed request": nobody reads it, but access logs show why.
-CLIENT_CLOSED = 499
+INTERNAL_ERROR = "internal server error; the server log has the details"
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -27,12 +26,21 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     )
 
 
+def retry_headers(exc: FerryError) -> dict[str, str]:
+    """A 503 says when to come back."""
+    return {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else {}
+
+
+def is_server_fault(exc: FerryError) -> bool:
+    """5xx answers worth a log line: not the 503s of a busy or loading model."""
+    return exc.status >= 500 and not isinstance(exc, Unavailable)
+
+
 async def _ferry_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, FerryError)
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else None
-    if exc.status >= 500 and not isinstance(exc, Unavailable):
+    if is_server_fault(exc):
         log.error("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message)
-    return error_response(exc.status, exc.message, headers)
+    return error_response(exc.status, exc.message, retry_headers(exc) or None)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -55,7 +63,7 @@ async def _disconnected(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal server error; the server log has the details")
+    return error_response(500, INTERNAL_ERROR)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -18,8 +18,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ferry.codecs.v1 import V1Codec
 from ferry.codecs.v2 import V2Codec, V2Payload
 from ferry.dataplane import DataPlane
-from ferry.errors import FerryError, Unavailable
+from ferry.errors import FerryError
 from ferry.http.body import ClientDisconnected, read_body, unless_disconnected
+from ferry.http.errors import INTERNAL_ERROR, is_server_fault, retry_headers
 from ferry.settings import Settings
 
 log = logging.getLogger("ferry.http")
@@ -91,7 +92,7 @@ class InferEndpoints:
         await send({"type": "http.response.body", "body": body})
 
 
-_ERROR_500 = orjson.dumps({"error": "internal server error; the server log has the details"})
+_ERROR_500 = orjson.dumps({"error": INTERNAL_ERROR})
 
 
 async def _not_allowed() -> _Answer:
@@ -113,9 +114,8 @@ def _headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
 
 
 def _error(exc: FerryError) -> _Answer:
-    headers = [(b"content-type", _JSON)]
-    if isinstance(exc, Unavailable):
-        headers.append((b"retry-after", str(exc.retry_after_s).encode()))
-    elif exc.status >= 500:
+    if is_server_fault(exc):
         log.error("inference failed: %s", exc.message)
+    headers = [(b"content-type", _JSON)]
+    headers += [(key.lower().encode(), value.encode()) for key, value in retry_headers(exc).items()]
     return exc.status, headers, orjson.dumps({"error": exc.message})
