@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ferry.config import ModelConfig
+from ferry.config import ModelConfig, TensorConfig
 from ferry.errors import ConfigError
 from ferry.signature import Signature, TensorSpec
 
@@ -49,11 +49,12 @@ def declared_signature(config: ModelConfig) -> Signature | None:
     return Signature(tuple(t.spec() for t in config.inputs), tuple(t.spec() for t in config.outputs))
 
 
-def override_specs(found: tuple[TensorSpec, ...], declared: list[TensorSpec] | None) -> tuple[TensorSpec, ...]:
+def override_specs(found: tuple[TensorSpec, ...], configured: list[TensorConfig] | None) -> tuple[TensorSpec, ...]:
     """config.yaml may refine what the file says (say, a fixed size where the graph
     has -1); the names must be the model's own."""
-    if declared is None:
+    if not configured:
         return found
+    declared = [t.spec() for t in configured]
     known = {s.name for s in found}
     unknown = [s.name for s in declared if s.name not in known]
     if unknown:

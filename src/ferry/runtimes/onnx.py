@@ -75,8 +75,8 @@ def load(path: Path, config: ModelConfig) -> OnnxRuntime:
     if unsupported:
         raise ConfigError(f"inputs {', '.join(unsupported)} are not tensors; Ferry cannot feed them")
     signature = Signature(
-        override_specs(inputs, [t.spec() for t in config.inputs] if config.inputs else None),
-        override_specs(outputs, [t.spec() for t in config.outputs] if config.outputs else None),
+        override_specs(inputs, config.inputs),
+        override_specs(outputs, config.outputs),
     )
     return OnnxRuntime(session, signature)
 

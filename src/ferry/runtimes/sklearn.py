@@ -98,9 +98,7 @@ def _signature(estimator: Any, config: ModelConfig) -> Signature:
     outputs = [TensorSpec("label", _label_datatype(estimator), (-1,))]
     if hasattr(estimator, "predict_proba") and hasattr(estimator, "classes_"):
         outputs.append(TensorSpec("probabilities", "FP64", (-1, len(estimator.classes_))))
-    found = tuple(outputs)
-    declared = [t.spec() for t in config.outputs] if config.outputs else None
-    return Signature(inputs, override_specs(found, declared))
+    return Signature(inputs, override_specs(tuple(outputs), config.outputs))
 
 
 def _label_datatype(estimator: Any) -> str:
