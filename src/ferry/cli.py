@@ -28,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
         "named after its file, or a repository laid out as <repo>/<name>/<version>/model.<ext>.",
     )
     serve.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    serve.add_argument(
+        "--data-dir", type=Path, default=None, help="where API keys and the audit trail live (default ./ferry-data)"
+    )
     _server_options(serve)
 
     server = commands.add_parser(
@@ -44,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-CLIENT_COMMANDS = ("push", "models", "versions", "promote", "traffic", "rollback")
+CLIENT_COMMANDS = ("push", "models", "versions", "promote", "traffic", "rollback", "keys", "audit")
 
 
 def _client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -108,6 +111,48 @@ def _client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
         description="Roll model NAME back: production returns to its previous version.",
     )
     rollback.add_argument("name", metavar="NAME")
+    _key_commands(commands, common)
+
+
+def _key_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    keys = commands.add_parser(
+        "keys",
+        parents=[common],
+        help="list, create and revoke API keys (admin)",
+        description="Without an action: list the keys (never their secrets). Through the server's API "
+        f"with an admin key in ${client.API_KEY_ENV}, or with --data-dir straight in that data "
+        "directory's database (FERRY_DATABASE_URL for PostgreSQL), e.g. when every admin key is lost.",
+    )
+    keys.add_argument("--data-dir", type=Path, default=None, help="work on this data directory, not a server")
+    actions = keys.add_subparsers(dest="keys_action")
+    create = actions.add_parser(
+        "create",
+        help="make a key; it is printed once",
+        description="Make an API key. It is printed this once; the server keeps only a digest of it.",
+    )
+    create.add_argument("--name", required=True, help="who or what uses the key")
+    create.add_argument("--scopes", required=True, help="comma-separated: read, infer, deploy, admin")
+    create.add_argument("--models", default=None, help="comma-separated model names the key is limited to")
+    create.add_argument("--rate", default=None, help="request rate limit, e.g. 50/s, 600/m, 1000/h")
+    create.add_argument("--expires", default=None, help="e.g. 30d, 12h or an ISO 8601 time")
+    revoke = actions.add_parser("revoke", help="revoke a key: it stops working at once")
+    revoke.add_argument("key_id", metavar="ID")
+
+    audit = commands.add_parser(
+        "audit",
+        parents=[common],
+        help="read the audit trail (admin)",
+        description="Control-plane actions (uploads, stages, traffic, rollbacks, load/unload, keys) and "
+        "refused attempts at them, newest first.",
+    )
+    audit.add_argument("--limit", type=int, default=50, help="at most this many events (default 50)")
+    audit.add_argument("--action", default=None, help="only this action, e.g. set_stage, create_key")
+    audit.add_argument("--key", default=None, metavar="ID", help="only actions by this key")
+    audit.add_argument("--target", default=None, help="only this target, e.g. digits or digits/production")
+    audit.add_argument("--result", default=None, choices=["ok", "denied", "failed"])
+    audit.add_argument("--since", default=None, help="only events from this ISO 8601 time on")
 
 
 def _server_options(parser: argparse.ArgumentParser) -> None:
@@ -118,6 +163,23 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--access-log", action="store_true", default=None, help="log every request")
     parser.add_argument(
         "--no-metrics", dest="metrics", action="store_false", default=None, help="serve no Prometheus /metrics"
+    )
+    parser.add_argument(
+        "--no-auth",
+        dest="auth",
+        action="store_false",
+        default=None,
+        help="no API keys: anyone who can connect may do anything (refused unless --host is loopback)",
+    )
+    parser.add_argument("--ssl-certfile", type=Path, default=None, help="TLS certificate (PEM): serve HTTPS")
+    parser.add_argument("--ssl-keyfile", type=Path, default=None, help="TLS private key (PEM)")
+    parser.add_argument(
+        "--cors-origin",
+        dest="cors_origins",
+        action="append",
+        default=None,
+        metavar="ORIGIN",
+        help="a browser origin allowed to call the API, e.g. https://app.example.com (repeatable)",
     )
 
 
@@ -153,6 +215,10 @@ def _settings(args: argparse.Namespace) -> Settings:
             "log_level": args.log_level,
             "access_log": args.access_log,
             "metrics": args.metrics,
+            "auth": args.auth,
+            "ssl_certfile": args.ssl_certfile,
+            "ssl_keyfile": args.ssl_keyfile,
+            "cors_origins": args.cors_origins,
             "data_dir": getattr(args, "data_dir", None),
         }.items()
         if value is not None
@@ -165,8 +231,23 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def _refused(settings: Settings) -> bool:
+    """Settings the server must not start with: says why on stderr."""
+    from ferry.errors import ConfigError
+    from ferry.server import check_security
+
+    try:
+        check_security(settings)
+    except ConfigError as exc:
+        print(f"ferry: {exc}", file=sys.stderr)
+        return True
+    return False
+
+
 def _server(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if _refused(settings):
+        return 2
     from ferry.server import serve_registry
 
     serve_registry(settings)
@@ -175,6 +256,8 @@ def _server(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if _refused(settings):
+        return 2
     missing = [p for p in args.paths if not p.exists()]
     for path in missing:
         logging.getLogger("ferry").warning("ignoring %s: no such file or directory", path)

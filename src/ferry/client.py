@@ -1,4 +1,5 @@
-"""The client commands of ``ferry`` (push, models, versions, promote, traffic, rollback):
+"""The client commands of ``ferry`` (push, models, versions, promote, traffic, rollback;
+keys and audit in ``client_keys``):
 calls to a ``ferry server``'s management API under ``/api/v1/``.
 
 ``httpx`` is imported when a request is made, not when this module is, so that building
@@ -258,7 +259,11 @@ def rollback(args: argparse.Namespace) -> int:
 
 def run(command: str, args: argparse.Namespace, **extra: Any) -> int:
     """Run a client command; a ``ClientError`` becomes ``ferry: <message>`` and exit 1."""
+    from ferry import client_keys
+
     commands = {
+        "keys": client_keys.keys,
+        "audit": client_keys.audit,
         "push": push,
         "models": models,
         "versions": versions,

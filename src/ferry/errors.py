@@ -24,6 +24,18 @@ class InvalidInput(FerryError):
     status = 400
 
 
+class Unauthorized(FerryError):
+    """No API key, or one that is unknown, expired or revoked (401)."""
+
+    status = 401
+
+
+class Forbidden(FerryError):
+    """A valid key without the scope or the model the request needs (403)."""
+
+    status = 403
+
+
 class NotFound(FerryError):
     """Unknown model, version or route (404)."""
 
@@ -47,6 +59,16 @@ class Unavailable(FerryError):
     """Not ready, overloaded or timed out in the queue (503, with Retry-After)."""
 
     status = 503
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(FerryError):
+    """The key has used up its request rate (429, with Retry-After)."""
+
+    status = 429
 
     def __init__(self, message: str, retry_after_s: int = 1) -> None:
         super().__init__(message)

@@ -4,18 +4,25 @@ lifespan shutdown that drains the batchers; only its exit status is changed (to 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 import uvicorn
 
+from ferry.errors import ConfigError
 from ferry.http.app import create_app
 from ferry.manager import ModelManager
+from ferry.security.auth import Authenticator
 from ferry.settings import Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from ferry.registry.keys import KeyStore
     from ferry.registry_source import RegistrySource
 
 
@@ -30,26 +37,46 @@ class _Server(uvicorn.Server):
 
 
 def serve(paths: list[Path], settings: Settings) -> None:
-    """``ferry serve``: the models at ``paths``, held in memory."""
-    run(ModelManager(paths), settings)
+    """``ferry serve``: the models at ``paths``, held in memory. API keys and the audit
+    trail live in the database of the data directory (opened only when keys are on)."""
+    auth = authenticator(settings, lambda: open_keys(settings)) if settings.auth else None
+    run(ModelManager(paths), settings, auth)
+
+
+def open_keys(settings: Settings) -> KeyStore:
+    from ferry.registry.keys import KeyStore
+
+    return KeyStore(open_database(settings))
 
 
 def serve_registry(settings: Settings) -> None:
     """``ferry server``: every model in the registry, with the management API."""
-    run(ModelManager([], open_registry(settings)), settings)
+    from ferry.registry.keys import KeyStore
+
+    engine = open_database(settings)
+    source = open_registry(settings, engine)
+    store = KeyStore(engine)
+    auth = authenticator(settings, lambda: store) if settings.auth else None
+    run(ModelManager([], source), settings, auth, audit=store)
 
 
-def open_registry(settings: Settings) -> RegistrySource:
-    """Connect, migrate, and repair what a killed process left behind (sparing uploads
+def open_database(settings: Settings) -> Engine:
+    """Connect to the registry database and migrate it to this release's schema."""
+    from ferry.registry import connect, default_url, migrate
+
+    engine = connect(settings.database_url or default_url(settings.data_dir))
+    migrate(engine)
+    return engine
+
+
+def open_registry(settings: Settings, engine: Engine) -> RegistrySource:
+    """The registry, after repairing what a killed process left behind (sparing uploads
     younger than the grace period: another process may be validating them)."""
     from ferry.artifacts import LocalArtifactStore
-    from ferry.registry import Registry, cleanup, connect, default_url, migrate
+    from ferry.registry import Registry, cleanup
     from ferry.registry_source import RegistrySource
 
     data_dir = settings.data_dir
-    url = settings.database_url or default_url(data_dir)
-    engine = connect(url)
-    migrate(engine)
     registry = Registry.from_engine(engine)
     store = LocalArtifactStore(data_dir / "artifacts")
     cleanup(registry, store, older_than_s=settings.cleanup_grace_s)
@@ -57,8 +84,64 @@ def open_registry(settings: Settings) -> RegistrySource:
     return RegistrySource(registry, store, data_dir, settings.poll_interval_s)
 
 
-def run(models: ModelManager, settings: Settings) -> None:
-    app = create_app(settings, models)
+def authenticator(settings: Settings, open_store: Callable[[], KeyStore]) -> Authenticator:
+    return Authenticator(open_store, settings.poll_interval_s, first_key=lambda key: announce_first_key(key, settings))
+
+
+def announce_first_key(key: str, settings: Settings) -> None:
+    """Shown once, on standard output rather than in the log: a log line may be shipped
+    to places a secret should not go."""
+    url = base_url(settings)
+    print(
+        f"""
+  Ferry made the first admin key of this data directory. It is shown this once:
+
+      {key}
+
+  Web app:  {url}/login#key={key}
+  CLI:      export FERRY_API_KEY={key}
+  Make keys with fewer rights for clients: ferry keys create --name NAME --scopes infer
+""",
+        flush=True,
+    )
+
+
+def base_url(settings: Settings) -> str:
+    scheme = "https" if settings.ssl_certfile else "http"
+    host = settings.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{settings.port}"
+
+
+def check_security(settings: Settings) -> None:
+    """ConfigError for settings the server must not start with. No keys is a choice for a
+    laptop, not for a network: it is refused anywhere but loopback."""
+    if (settings.ssl_certfile is None) != (settings.ssl_keyfile is None):
+        raise ConfigError("TLS needs both --ssl-certfile and --ssl-keyfile")
+    for path in (settings.ssl_certfile, settings.ssl_keyfile):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"{path}: no such file")
+    if not settings.auth and not is_loopback(settings.host):
+        raise ConfigError(
+            f"refusing to run without API keys on {settings.host}: anyone who can reach it could "
+            "deploy models. Bind to 127.0.0.1 (--host 127.0.0.1) or drop --no-auth."
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(models: ModelManager, settings: Settings, auth: Authenticator | None, audit: KeyStore | None = None) -> None:
+    app = create_app(settings, models, auth, audit)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -70,6 +153,8 @@ def run(models: ModelManager, settings: Settings) -> None:
         # X-Forwarded-For is trusted only when asked for: from anyone else it is a lie
         # away, and the middleware costs time on every request.
         proxy_headers=settings.proxy_headers,
+        ssl_certfile=settings.ssl_certfile,
+        ssl_keyfile=settings.ssl_keyfile,
     )
-    logging.getLogger("ferry").info("serving on http://%s:%d", settings.host, settings.port)
+    logging.getLogger("ferry").info("serving on %s", base_url(settings))
     _Server(config).run()

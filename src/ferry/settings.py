@@ -20,6 +20,17 @@ class Settings(BaseSettings):
     access_log: bool = False
     proxy_headers: bool = Field(False, description="Trust X-Forwarded-For/Proto from a proxy in front of Ferry.")
     metrics: bool = Field(True, description="Serve Prometheus metrics on /metrics (FERRY_METRICS=false: off).")
+    auth: bool = Field(
+        True,
+        description="Require API keys (FERRY_AUTH=false or --no-auth: none; allowed only on a loopback address).",
+    )
+    metrics_public: bool = Field(False, description="Serve /metrics without a key (by default it needs `read`).")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Browser origins allowed to call the API, as a JSON list: ["https://app.example.com"].',
+    )
+    ssl_certfile: Path | None = Field(None, description="TLS certificate (PEM); with ssl_keyfile, serve HTTPS.")
+    ssl_keyfile: Path | None = Field(None, description="TLS private key (PEM).")
     graceful_timeout_s: float = Field(30.0, ge=0, description="How long SIGTERM waits for in-flight requests.")
 
     # ferry server (the registry)

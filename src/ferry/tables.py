@@ -172,3 +172,50 @@ def model_summary(model: Mapping[str, Any]) -> str:
     lines += [f"{name}: {line}" for line in others]
     lines.append(f"{name}: traffic {traffic(model.get('traffic'))}")
     return "\n".join(lines)
+
+
+def _rate(per_s: object) -> str:
+    if not isinstance(per_s, int | float) or isinstance(per_s, bool):
+        return NONE
+    return f"{per_s:g}/s" if per_s >= 1 else f"{per_s * 60:g}/m"
+
+
+def keys_table(keys: Sequence[Mapping[str, Any]]) -> str:
+    rows = [
+        [
+            key.get("id"),
+            key.get("name"),
+            ",".join(key.get("scopes") or []),
+            ",".join(key["models"]) if key.get("models") is not None else "(all)",
+            _rate(key.get("rate_per_s")),
+            timestamp(key.get("expires_at")),
+            key.get("state"),
+            timestamp(key.get("created_at")),
+        ]
+        for key in keys
+    ]
+    return table(["ID", "NAME", "SCOPES", "MODELS", "RATE", "EXPIRES", "STATE", "CREATED"], rows)
+
+
+def created_key(key: Mapping[str, Any]) -> str:
+    return (
+        f"created key {key.get('id')} ({key.get('name')}; scopes {','.join(key.get('scopes') or [])}).\n"
+        "It is shown this once; keep it somewhere safe:\n\n"
+        f"    {key.get('key')}\n"
+    )
+
+
+def audit_table(events: Sequence[Mapping[str, Any]]) -> str:
+    rows = [
+        [
+            timestamp(event.get("at")),
+            f"{event.get('key_name')} ({event.get('key_id')})" if event.get("key_id") else NONE,
+            event.get("action"),
+            event.get("target"),
+            event.get("result"),
+            event.get("status"),
+            event.get("client"),
+        ]
+        for event in events
+    ]
+    return table(["WHEN", "KEY", "ACTION", "TARGET", "RESULT", "STATUS", "CLIENT"], rows)

@@ -79,17 +79,24 @@ class Server:
             raise AssertionError(f"ferry did not exit within {timeout_s}s of SIGTERM\n{self.log()}") from None
 
 
-def start(paths: list[Path], log_path: Path, *args: str, timeout_s: float = READY_TIMEOUT_S) -> Server:
+def start(
+    paths: list[Path], log_path: Path, *args: str, timeout_s: float = READY_TIMEOUT_S, auth: bool = False
+) -> Server:
     """Run ``ferry serve PATH... ARGS`` and return once /v2/health/ready answers 200.
     The process is killed again if it never gets ready."""
-    return start_command(["serve", *map(str, paths)], log_path, *args, timeout_s=timeout_s)
+    return start_command(["serve", *map(str, paths)], log_path, *args, timeout_s=timeout_s, auth=auth)
 
 
-def start_command(argv: list[str], log_path: Path, *args: str, timeout_s: float = READY_TIMEOUT_S) -> Server:
+def start_command(
+    argv: list[str], log_path: Path, *args: str, timeout_s: float = READY_TIMEOUT_S, auth: bool = False
+) -> Server:
     """Run ``ferry ARGV --host --port ARGS`` (``serve PATH...`` or ``server --data-dir D``)
-    and return once /v2/health/ready answers 200."""
+    and return once /v2/health/ready answers 200. Without ``auth``, the server runs with
+    ``--no-auth``: the tests of keys (tests/e2e/test_security.py) ask for them."""
     port = free_port()
     command = [*ferry_command(), *argv, "--host", HOST, "--port", str(port), *args]
+    if not auth:
+        command.append("--no-auth")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log_file = log_path.open("wb")
     started = time.monotonic()

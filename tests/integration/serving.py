@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import numpy as np
 import orjson
-from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from ferry.http.app import create_app
@@ -50,7 +49,7 @@ def wait_ready(client: TestClient, timeout_s: float = READY_TIMEOUT_S) -> None:
 @contextmanager
 def serve(paths: Sequence[Path], settings: Settings | None = None) -> Iterator[TestClient]:
     """The whole app with its lifespan running, ready to answer."""
-    app = create_app(settings or Settings(), ModelManager(list(paths)))
+    app = create_app(settings or Settings(auth=False), ModelManager(list(paths)))
     with TestClient(app) as client:
         wait_ready(client)
         yield client
@@ -60,9 +59,8 @@ def serve(paths: Sequence[Path], settings: Settings | None = None) -> Iterator[T
 async def serve_async(paths: Sequence[Path], settings: Settings | None = None) -> AsyncIterator[httpx.AsyncClient]:
     """The app on the caller's event loop, so asyncio.gather gives truly concurrent
     requests (httpx's ASGITransport does not run the lifespan, so we do)."""
-    app = create_app(settings or Settings(), ModelManager(list(paths)))
-    api = app.app  # the FastAPI app behind the inference endpoints owns the lifespan
-    assert isinstance(api, FastAPI)
+    app = create_app(settings or Settings(auth=False), ModelManager(list(paths)))
+    api = app.api  # the FastAPI app behind the middleware owns the lifespan
     async with api.router.lifespan_context(api):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ferry", timeout=30) as client:

@@ -11,7 +11,7 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.testclient import TestClient
 
-from ferry.http import docs, v1, v2
+from ferry.http import docs, keys, v1, v2
 from ferry.http.app import create_app
 from ferry.manager import ModelManager
 from ferry.settings import Settings
@@ -43,7 +43,7 @@ EXPECTED_ROUTES = {
 @pytest.fixture(scope="module")
 def docs_client() -> Iterator[TestClient]:
     # No models needed: the docs must not depend on what is loaded.
-    with TestClient(create_app(Settings(), ModelManager([]))) as client:
+    with TestClient(create_app(Settings(auth=False), ModelManager([]))) as client:
         yield client
 
 
@@ -65,6 +65,12 @@ def test_docs_page_uses_local_assets(docs_client: TestClient) -> None:
     assert "/openapi.json" in html
     assert not re.search(r"https?://", html), "the docs page must not load anything from the internet"
     assert "cdn" not in html.lower()
+    # Swagger UI starts from a script file: the page's CSP forbids inline scripts.
+    assert 'src="/static/ferry/docs-init.js"' in html
+    assert not re.search(r"<script>", html)
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+    assert docs_client.get("/static/ferry/docs-init.js").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -88,10 +94,10 @@ def test_bundle_is_the_real_swagger_ui(docs_client: TestClient) -> None:
 
 
 def test_docs_follow_the_root_path() -> None:
-    with TestClient(create_app(Settings(), ModelManager([])), root_path="/ferry") as client:
+    with TestClient(create_app(Settings(auth=False), ModelManager([])), root_path="/ferry") as client:
         html = client.get("/docs").text
         assert 'src="/ferry/static/docs/swagger-ui-bundle.js"' in html
-        assert "url: '/ferry/openapi.json'" in html
+        assert 'data-openapi-url="/ferry/openapi.json"' in html
         home = client.get("/", follow_redirects=False)
         assert home.status_code in (302, 307)
         assert home.headers["location"] == "/ferry/docs"
@@ -109,7 +115,7 @@ def test_openapi_lists_every_route(schema: dict[str, Any]) -> None:
     assert listed >= EXPECTED_ROUTES
     declared = {
         (method.lower(), route.path)
-        for router in (v2.router, v1.router)
+        for router in (v2.router, v1.router, keys.router)
         for route in router.routes
         if isinstance(route, APIRoute) and route.include_in_schema
         for method in route.methods or ()
@@ -144,4 +150,4 @@ def test_every_operation_is_described(schema: dict[str, Any]) -> None:
         for method, operation in item.items():
             assert operation.get("summary"), (method, path)
             assert operation.get("tags"), (method, path)
-            assert "200" in operation["responses"], (method, path)
+            assert {"200", "201"} & set(operation["responses"]), (method, path)

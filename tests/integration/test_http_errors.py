@@ -242,7 +242,7 @@ def test_truncated_gzip_body_is_400(client: TestClient) -> None:
 
 @pytest.fixture(scope="module")
 def small(model_repo: Path) -> Iterator[TestClient]:
-    with serve([model_repo], Settings(max_body_bytes=1024, max_tensor_elements=4096)) as running:
+    with serve([model_repo], Settings(max_body_bytes=1024, max_tensor_elements=4096, auth=False)) as running:
         yield running
 
 

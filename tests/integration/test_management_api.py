@@ -33,7 +33,7 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClien
     try:
         migrate(engine)
         source = RegistrySource(Registry.from_engine(engine), LocalArtifactStore(data_dir / "artifacts"), data_dir)
-        app = create_app(Settings(data_dir=data_dir), ModelManager([], source))
+        app = create_app(Settings(data_dir=data_dir, auth=False), ModelManager([], source))
         with TestClient(app) as running:
             wait_ready(running)
             yield running
@@ -170,7 +170,7 @@ def test_uploads_over_the_limit_get_413(tmp_path: Path) -> None:
     engine = connect(default_url(data_dir))
     migrate(engine)
     source = RegistrySource(Registry.from_engine(engine), LocalArtifactStore(data_dir / "artifacts"), data_dir)
-    app = create_app(Settings(data_dir=data_dir, max_upload_bytes=4096), ModelManager([], source))
+    app = create_app(Settings(data_dir=data_dir, max_upload_bytes=4096, auth=False), ModelManager([], source))
     big = b"\0" * 8192
     with TestClient(app) as client:
         wait_ready(client)

@@ -129,7 +129,7 @@ def test_metrics_not_in_openapi(client: TestClient) -> None:
 
 
 def test_metrics_can_be_turned_off(repo: Path) -> None:
-    with serve([repo], Settings(metrics=False)) as client:
+    with serve([repo], Settings(metrics=False, auth=False)) as client:
         assert client.get("/metrics").status_code == 404
         assert client.post("/v2/models/scale/infer", json=GOOD).status_code == 200
         assert stats_of(client, "scale", "2")["inference_stats"]["success"]["count"] == 1

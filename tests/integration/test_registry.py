@@ -23,7 +23,7 @@ from ferry.registry.db import current_revision, head_revision
 from ferry.registry.schema import Base
 from tests.postgres import postgres_schema
 
-TABLES = {"models", "versions", "stages", "stage_history", "traffic", "alembic_version"}
+TABLES = {"models", "versions", "stages", "stage_history", "traffic", "api_keys", "audit_events", "alembic_version"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -69,7 +69,7 @@ def _ready(registry: Registry, model: str, content: bytes = b"weights", filename
 def test_migrate_twice_is_a_noop(engine: Engine) -> None:
     migrate(engine)
     migrate(engine)
-    assert current_revision(engine) == head_revision() == "0002"
+    assert current_revision(engine) == head_revision() == "0003"
     assert set(inspect(engine).get_table_names()) == TABLES
     # The migration creates exactly the schema the code declares.
     with engine.connect() as connection:

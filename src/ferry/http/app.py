@@ -7,23 +7,32 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.staticfiles import StaticFiles
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ferry import __version__
 from ferry.dataplane import DataPlane
 from ferry.http import docs as api_docs
-from ferry.http import v1, v2
+from ferry.http import docs_page, keys, v1, v2
 from ferry.http.errors import install_error_handlers
+from ferry.http.gate import Gate
+from ferry.http.headers import SecurityHeaders
 from ferry.http.infer import InferEndpoints
+from ferry.http.scopes import check_declared, requires
 from ferry.manager import ModelManager
+from ferry.security.auth import Authenticator
+from ferry.security.keys import Scope as KeyScope
 from ferry.settings import Settings
+
+if TYPE_CHECKING:
+    from ferry.registry.keys import KeyStore
 
 log = logging.getLogger("ferry.http")
 
@@ -39,26 +48,59 @@ for Triton and KServe (`tritonclient`, the KServe SDK) work unchanged, plus a KS
 """
 
 
-def _swagger_assets() -> Path:
-    # fastapi-offline ships Swagger UI's files, so /docs works with no internet.
-    import fastapi_offline
+def create_app(
+    settings: Settings,
+    models: ModelManager,
+    auth: Authenticator | None = None,
+    audit: KeyStore | None = None,
+) -> FerryApp:
+    """The inference endpoints in front of the FastAPI app that serves everything else,
+    behind the security headers (and CORS, when origins are allowed). ``auth`` None: no
+    API keys (``--no-auth``). ``audit``: where control-plane actions are recorded; by
+    default the key store, once ``auth`` has opened it."""
+    if settings.auth and auth is None:
+        raise ValueError("authentication is on, but no Authenticator was given")
+    api = _create_api(settings, models, auth)
 
-    return Path(fastapi_offline.__file__).parent / "static"
+    def audit_store() -> KeyStore | None:
+        return audit if audit is not None else auth.store if auth is not None else None
 
-
-def create_app(settings: Settings, models: ModelManager) -> InferEndpoints:
-    """The inference endpoints in front of the FastAPI app that serves everything else."""
-    api = _create_api(settings, models)
+    api.state.audit_store = audit_store
+    routes: list[BaseRoute] = api.state.routes
+    check_declared(routes)
+    app: ASGIApp = Gate(api, routes, auth, audit_store)
     if models.registry is not None:
-        from ferry.http.management import UploadLimit
+        from ferry.http.uploads import UploadLimit
 
-        return InferEndpoints(UploadLimit(api, settings.max_upload_bytes), api.state.dataplane, settings)
-    return InferEndpoints(api, api.state.dataplane, settings)
+        app = UploadLimit(app, settings.max_upload_bytes)
+    app = InferEndpoints(app, api.state.dataplane, settings, auth)
+    if settings.cors_origins:
+        app = CORSMiddleware(
+            app,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Inference-Header-Content-Length"],
+            expose_headers=["Inference-Header-Content-Length", "Retry-After", "X-Request-ID"],
+            max_age=600,
+        )
+    return FerryApp(SecurityHeaders(app), api)
 
 
-def _serve_metrics(app: FastAPI, models: ModelManager) -> None:
-    """``GET /metrics`` in Prometheus text format, for this app's own Metrics. Open to
-    anyone for now: API keys (issue 5) decide who may read it."""
+class FerryApp:
+    """The ASGI application uvicorn runs; ``api`` is the FastAPI app inside it (its state
+    and lifespan)."""
+
+    def __init__(self, app: ASGIApp, api: FastAPI) -> None:
+        self.app = app
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def _serve_metrics(app: FastAPI, models: ModelManager, settings: Settings) -> None:
+    """``GET /metrics`` in Prometheus text format, for this app's own Metrics. Needs the
+    ``read`` scope unless FERRY_METRICS_PUBLIC is set (docs/metrics.md)."""
     from ferry.metrics import CONTENT_TYPE, Metrics
 
     metrics = models.metrics
@@ -68,21 +110,28 @@ def _serve_metrics(app: FastAPI, models: ModelManager) -> None:
     app.state.metrics = metrics
 
     @app.get("/metrics", include_in_schema=False)
+    @requires(None if settings.metrics_public else KeyScope.READ)
     async def prometheus() -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
 
-def _create_api(settings: Settings, models: ModelManager) -> FastAPI:
+def _create_api(settings: Settings, models: ModelManager, auth: Authenticator | None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in the background: /v2/health/live answers at once, ready once loaded.
         loading = asyncio.create_task(models.load_all())
+        background = [loading]
         try:
+            if auth is not None:
+                # Keys are read before the first request is served; the models load meanwhile.
+                await asyncio.to_thread(auth.start)
+                background.append(asyncio.create_task(auth.refresh_forever()))
             yield
         finally:
-            if not loading.done():
-                loading.cancel()
-            await asyncio.gather(loading, return_exceptions=True)
+            for task in background:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await models.close(settings.graceful_timeout_s)
 
     app = FastAPI(
@@ -94,43 +143,49 @@ def _create_api(settings: Settings, models: ModelManager) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.auth = auth
     if settings.metrics:
-        _serve_metrics(app, models)
+        _serve_metrics(app, models, settings)
     app.state.dataplane = DataPlane(models)
     install_error_handlers(app)
-    app.include_router(v2.router)
-    app.include_router(v1.router)
+    routers = [v2.router, v1.router, keys.router]
     if models.registry is not None:
         # Imported here: `ferry serve` never loads SQLAlchemy.
         from ferry.http import management
 
         app.state.registry = models.registry
-        app.include_router(management.router)
-    app.mount("/static/docs", StaticFiles(directory=_swagger_assets()), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(
-            openapi_url=f"{root}/openapi.json",
-            title="Ferry API",
-            swagger_js_url=f"{root}/static/docs/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}/static/docs/swagger-ui.css",
-            swagger_favicon_url=f"{root}/static/docs/favicon.png",
-        )
+        routers.append(management.router)
+    for router in routers:
+        app.include_router(router)
+    docs_page.install(app)
 
     def openapi() -> dict[str, object]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             schema["paths"].update(api_docs.INFER_PATHS)
+            if auth is not None:
+                api_docs.add_security(schema, app.state.routes)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/", include_in_schema=False)
+    @requires(None)
     async def home(request: Request) -> Response:
         # Behind a proxy that mounts Ferry under a prefix, "/docs" alone would leave it.
         return RedirectResponse(f"{request.scope.get('root_path', '')}/docs")
 
+    app.state.routes = _every_route(app, routers)
     return app
+
+
+def _every_route(app: FastAPI, routers: list[APIRouter]) -> list[BaseRoute]:
+    """Each route once, in matching order: the routers' own (recent FastAPI releases keep
+    included routers as one lazy entry of ``app.routes``) and the app's."""
+    routes: list[BaseRoute] = [route for router in routers for route in router.routes]
+    known = {(getattr(r, "path", None), getattr(r, "endpoint", None)) for r in routes}
+    for route in app.router.routes:
+        if isinstance(route, Route | Mount) and (route.path, getattr(route, "endpoint", None)) not in known:
+            routes.append(route)
+    return routes

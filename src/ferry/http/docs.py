@@ -5,6 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
+
+from ferry.http.scopes import declared_scope
+from ferry.security.keys import Scope
+
 _ERROR = {
     "description": "Error",
     "content": {
@@ -434,3 +440,35 @@ INFER_PATHS: dict[str, dict[str, Any]] = {
         "Predict (instances in, predictions out)", "predict", V1_REQUEST, V1_RESPONSES, "name"
     ),
 }
+
+
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <API key>"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+_AUTH_ERRORS = {
+    "401": {**_ERROR, "description": "No API key, or an unknown, expired or revoked one"},
+    "403": {**_ERROR, "description": "The key lacks the scope, or may not use this model"},
+    "429": {**_ERROR, "description": "The key's rate limit is used up (see Retry-After)"},
+}
+
+
+def add_security(schema: dict[str, Any], routes: list[BaseRoute]) -> None:
+    """Mark each operation with the scope it needs (``x-ferry-scope``, and a line in its
+    description) and the key it takes, so Swagger UI's Authorize button works."""
+    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    needs: dict[tuple[str, str], Scope] = {(path, "post"): Scope.INFER for path in INFER_PATHS}
+    for route in routes:
+        if isinstance(route, APIRoute) and route.include_in_schema:
+            scope = declared_scope(route)
+            if scope is not None:
+                needs.update({(route.path_format, method.lower()): scope for method in route.methods or ()})
+    for (path, method), scope in needs.items():
+        operation = schema["paths"].get(path, {}).get(method)
+        if operation is None:
+            continue
+        operation["security"] = [{"bearer": []}, {"apiKey": []}]
+        operation["x-ferry-scope"] = scope.value
+        note = f"Needs an API key with the `{scope.value}` scope."
+        operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()
+        operation.setdefault("responses", {}).update(_AUTH_ERRORS)

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from ferry.errors import CLIENT_CLOSED, FerryError, Unavailable
+from ferry.errors import CLIENT_CLOSED, FerryError, RateLimited, Unauthorized, Unavailable
 from ferry.http.body import ClientDisconnected
 
 log = logging.getLogger("ferry.http")
@@ -26,9 +26,13 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     )
 
 
-def retry_headers(exc: FerryError) -> dict[str, str]:
-    """A 503 says when to come back."""
-    return {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Unavailable) else {}
+def error_headers(exc: FerryError) -> dict[str, str]:
+    """A 503 or 429 says when to come back; a 401 says how to authenticate (RFC 6750)."""
+    if isinstance(exc, Unavailable | RateLimited):
+        return {"Retry-After": str(exc.retry_after_s)}
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": 'Bearer realm="ferry"'}
+    return {}
 
 
 def is_server_fault(exc: FerryError) -> bool:
@@ -40,7 +44,7 @@ async def _ferry_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, FerryError)
     if is_server_fault(exc):
         log.error("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message)
-    return error_response(exc.status, exc.message, retry_headers(exc) or None)
+    return error_response(exc.status, exc.message, error_headers(exc) or None)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -20,7 +20,9 @@ from ferry.codecs.v2 import V2Codec, V2Payload
 from ferry.dataplane import DataPlane
 from ferry.errors import FerryError
 from ferry.http.body import ClientDisconnected, read_body, unless_disconnected
-from ferry.http.errors import INTERNAL_ERROR, is_server_fault, retry_headers
+from ferry.http.errors import INTERNAL_ERROR, error_headers, is_server_fault
+from ferry.security.auth import Authenticator
+from ferry.security.keys import Scope as KeyScope
 from ferry.settings import Settings
 
 log = logging.getLogger("ferry.http")
@@ -39,8 +41,11 @@ _BINARY = b"application/octet-stream"
 class InferEndpoints:
     """``POST /v2/models/{m}[/versions/{v}]/infer`` and ``POST /v1/models/{m}:predict``."""
 
-    def __init__(self, app: ASGIApp, dataplane: DataPlane, settings: Settings) -> None:
+    def __init__(
+        self, app: ASGIApp, dataplane: DataPlane, settings: Settings, auth: Authenticator | None = None
+    ) -> None:
         self.app = app
+        self._auth = auth
         self._plane = dataplane
         self._limit = settings.max_body_bytes
         self._v2 = V2Codec(settings.max_tensor_elements)
@@ -62,6 +67,8 @@ class InferEndpoints:
             await self._respond(send, self._predict_v1(scope, receive, v1["name"]))
 
     async def _infer_v2(self, scope: Scope, receive: Receive, name: str, version: str | None) -> _Answer:
+        if self._auth is not None:  # before the body is read
+            self._auth.check(scope["headers"], KeyScope.INFER, name)
         length, encoding, header_length = _headers(scope)
         body = await read_body(receive, length, encoding, self._limit)
         payload = V2Payload(body, header_length)
@@ -72,6 +79,8 @@ class InferEndpoints:
         return 200, headers, encoded.body
 
     async def _predict_v1(self, scope: Scope, receive: Receive, name: str) -> _Answer:
+        if self._auth is not None:
+            self._auth.check(scope["headers"], KeyScope.INFER, name)
         length, encoding, _ = _headers(scope)
         body = await read_body(receive, length, encoding, self._limit)
         encoded = await unless_disconnected(receive, self._plane.infer(name, None, body, self._v1))
@@ -117,5 +126,5 @@ def _error(exc: FerryError) -> _Answer:
     if is_server_fault(exc):
         log.error("inference failed: %s", exc.message)
     headers = [(b"content-type", _JSON)]
-    headers += [(key.lower().encode(), value.encode()) for key, value in retry_headers(exc).items()]
+    headers += [(key.lower().encode(), value.encode()) for key, value in error_headers(exc).items()]
     return exc.status, headers, orjson.dumps({"error": exc.message})

@@ -8,18 +8,18 @@ import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
+from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ferry.errors import InvalidInput, NotFound, PayloadTooLarge
-from ferry.http.errors import error_response
+from ferry.http.scopes import requires
 from ferry.http.v2 import Config, Name
 from ferry.manager import ModelManager
 from ferry.registry import Model, Version, delete_version
 from ferry.registry_source import RegistrySource
+from ferry.security.keys import Scope
 
 router = APIRouter(prefix="/api/v1", tags=["management"])
 
@@ -177,6 +177,7 @@ ROLLBACK_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/models", summary="List models")
+@requires(Scope.READ)
 async def list_models(source: Source, manager: Manager) -> list[ModelOut]:
     def read() -> list[ModelOut]:
         return [_model_out(source, manager, m) for m in source.registry.list_models()]
@@ -185,13 +186,16 @@ async def list_models(source: Source, manager: Manager) -> list[ModelOut]:
 
 
 @router.post("/models", status_code=201, summary="Create a model", responses=ERRORS)
-async def create_model(body: NewModel, source: Source, manager: Manager) -> ModelOut:
+@requires(Scope.DEPLOY)
+async def create_model(body: NewModel, request: Request, source: Source, manager: Manager) -> ModelOut:
+    request.state.audit_target = body.name
     model = await asyncio.to_thread(source.registry.create_model, body.name, body.description, body.task, body.labels)
     await manager.sync()
     return await asyncio.to_thread(_model_out, source, manager, model)
 
 
 @router.get("/models/{name}", summary="A model, with its stages, traffic and shadow record", responses=ERRORS)
+@requires(Scope.READ)
 async def get_model(name: Name, source: Source, manager: Manager) -> ModelOut:
     return await _model_doc(source, manager, name)
 
@@ -200,6 +204,7 @@ async def get_model(name: Name, source: Source, manager: Manager) -> ModelOut:
 
 
 @router.get("/models/{name}/versions", summary="List a model's versions", responses=ERRORS)
+@requires(Scope.READ)
 async def list_versions(name: Name, source: Source) -> list[VersionOut]:
     return [VersionOut.of(v) for v in await asyncio.to_thread(source.registry.list_versions, name)]
 
@@ -215,6 +220,7 @@ async def list_versions(name: Name, source: Source) -> list[VersionOut]:
     "put on that stage and is live when the answer comes.",
     responses=ERRORS,
 )
+@requires(Scope.DEPLOY)
 async def upload_version(
     name: Name,
     request: Request,
@@ -227,9 +233,11 @@ async def upload_version(
     # UploadLimit has refused bodies over the limit as they arrived; this is for the file alone.
     if file.size is not None and file.size > config.max_upload_bytes:
         raise PayloadTooLarge(f"the file is {file.size} bytes; the limit is {config.max_upload_bytes}")
-    # Who uploaded it: the client's address until API keys name the uploader.
-    uploader = request.client.host if request.client else ""
+    # Who uploaded it: the key (the client's address when the server runs without keys).
+    key = getattr(request.state, "key", None)
+    uploader = key.label if key is not None else request.client.host if request.client else ""
     version = await source.upload(name, file.filename or "", file.file, uploaded_by=uploader)
+    request.state.audit_target = f"{name}/{version.number}"
     if stage and version.state.value == "ready":
         await asyncio.to_thread(source.registry.set_stage, name, stage, version.number)
         await manager.sync()
@@ -237,6 +245,7 @@ async def upload_version(
 
 
 @router.post("/models/{name}/versions/{number}/archive", summary="Archive a version", responses=ERRORS)
+@requires(Scope.DEPLOY)
 async def archive_version(name: Name, number: Number, source: Source) -> VersionOut:
     return VersionOut.of(await asyncio.to_thread(source.registry.archive_version, name, number))
 
@@ -247,6 +256,7 @@ async def archive_version(name: Name, number: Number, source: Source) -> Version
     description="Refused (409) while a stage points at it or it takes traffic.",
     responses=ERRORS,
 )
+@requires(Scope.DEPLOY)
 async def delete(name: Name, number: Number, source: Source) -> VersionOut:
     gone = await asyncio.to_thread(delete_version, source.registry, source.store, name, number)
     await asyncio.to_thread(source.release, name, number)
@@ -257,6 +267,7 @@ async def delete(name: Name, number: Number, source: Source) -> VersionOut:
 
 
 @router.put("/models/{name}/stages/{stage}", summary="Point a stage at a version", responses=ERRORS)
+@requires(Scope.DEPLOY)
 async def set_stage(name: Name, stage: Stage, body: StageBody, source: Source, manager: Manager) -> ModelOut:
     await asyncio.to_thread(source.registry.set_stage, name, stage, body.version)
     await manager.sync()
@@ -272,6 +283,7 @@ async def set_stage(name: Name, stage: Stage, body: StageBody, source: Source, m
     "production version or it is no longer `ready`.",
     responses=ROLLBACK_ERRORS,
 )
+@requires(Scope.DEPLOY)
 async def rollback(name: Name, source: Source, manager: Manager) -> ModelOut:
     await asyncio.to_thread(source.registry.rollback, name)
     await manager.sync()
@@ -288,6 +300,7 @@ async def rollback(name: Name, source: Source, manager: Manager) -> ModelOut:
     "replaces the whole policy: leaving `shadow` out (or null) removes the shadow.",
     responses=ERRORS,
 )
+@requires(Scope.DEPLOY)
 async def set_traffic(name: Name, body: TrafficBody, source: Source, manager: Manager) -> ModelOut:
     if not body.weights:
         raise InvalidInput("weights must name at least one version")
@@ -305,40 +318,10 @@ async def set_traffic(name: Name, body: TrafficBody, source: Source, manager: Ma
     "After the shadow is removed, the last one's counts with `active: false`.",
     responses=ERRORS,
 )
+@requires(Scope.READ)
 async def get_shadow(name: Name, source: Source, manager: Manager) -> ShadowOut:
     await asyncio.to_thread(source.registry.get_model, name)  # 404 for an unknown model
     shadow = _shadow_out(manager, name)
     if shadow is None:
         raise NotFound(f"model {name!r} has had no shadow version in this server process")
     return shadow
-
-
-class UploadLimit:
-    """Refuses a management request body over ``limit`` bytes with 413 as it arrives,
-    before the multipart parser has spooled all of it to disk."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/v1/"):
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope["headers"]).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limit:
-            message = f"the upload is {int(length)} bytes; the limit is {self.limit}"
-            await error_response(413, message)(scope, receive, send)
-            return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                # FastAPI turns other errors while parsing a form into 400.
-                raise HTTPException(413, f"the upload is over the {self.limit}-byte limit")
-            return message
-
-        await self.app(scope, limited, send)

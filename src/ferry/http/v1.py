@@ -7,17 +7,21 @@ from starlette.responses import Response
 
 from ferry.errors import NotFound, Unavailable
 from ferry.http import docs
+from ferry.http.scopes import requires
 from ferry.http.v2 import Name, Plane, json_response
+from ferry.security.keys import Scope
 
 router = APIRouter()
 
 
 @router.get("/v1/models", tags=["v1"], summary="List models")
+@requires(Scope.READ)
 async def list_models(plane: Plane) -> Response:
     return json_response({"models": plane.models.names()})
 
 
 @router.get("/v1/models/{name}", tags=["v1"], summary="Model status", responses=docs.V1_MODEL)
+@requires(Scope.READ)
 async def model_status(name: Name, plane: Plane) -> Response:
     try:
         plane.models.get(name)

@@ -16,6 +16,8 @@ from ferry.errors import InvalidInput
 from ferry.http import docs
 from ferry.http.body import read_request_body
 from ferry.http.errors import error_response
+from ferry.http.scopes import requires
+from ferry.security.keys import Scope
 from ferry.settings import Settings
 
 router = APIRouter()
@@ -47,11 +49,13 @@ def json_response(content: Any, status: int = 200) -> Response:
 
 
 @router.get("/v2/health/live", tags=["health"], summary="Server live", responses=docs.HEALTH)
+@requires(None)
 async def live() -> Response:
     return Response(status_code=200)
 
 
 @router.get("/v2/health/ready", tags=["health"], summary="Server ready", responses=docs.HEALTH)
+@requires(None)
 async def ready(plane: Plane) -> Response:
     if plane.models.ready:
         return Response(status_code=200)
@@ -59,17 +63,20 @@ async def ready(plane: Plane) -> Response:
 
 
 @router.get("/v2", tags=["metadata"], summary="Server metadata", responses=docs.SERVER_METADATA)
+@requires(Scope.READ)
 async def server_metadata(plane: Plane) -> Response:
     return json_response(plane.server_metadata())
 
 
 # Declared before /v2/models/{name} so "stats" is not taken for a model name.
 @router.get("/v2/models/stats", tags=["statistics"], summary="Statistics of every model", responses=docs.STATS)
+@requires(Scope.READ)
 async def all_stats(plane: Plane) -> Response:
     return json_response(plane.statistics(None, None))
 
 
 @router.get("/v2/models/{name}", tags=["metadata"], summary="Model metadata", responses=docs.MODEL_METADATA)
+@requires(Scope.READ)
 async def model_metadata(name: Name, plane: Plane) -> Response:
     return json_response(plane.model_metadata(name, None))
 
@@ -80,11 +87,13 @@ async def model_metadata(name: Name, plane: Plane) -> Response:
     summary="Model version metadata",
     responses=docs.MODEL_METADATA,
 )
+@requires(Scope.READ)
 async def version_metadata(name: Name, version: Version, plane: Plane) -> Response:
     return json_response(plane.model_metadata(name, version))
 
 
 @router.get("/v2/models/{name}/ready", tags=["health"], summary="Model ready", responses=docs.HEALTH)
+@requires(Scope.READ)
 async def model_ready(name: Name, plane: Plane) -> Response:
     plane.model_ready(name, None)
     return Response(status_code=200)
@@ -96,6 +105,7 @@ async def model_ready(name: Name, plane: Plane) -> Response:
     summary="Model version ready",
     responses=docs.HEALTH,
 )
+@requires(Scope.READ)
 async def version_ready(name: Name, version: Version, plane: Plane) -> Response:
     plane.model_ready(name, version)
     return Response(status_code=200)
@@ -104,6 +114,7 @@ async def version_ready(name: Name, version: Version, plane: Plane) -> Response:
 @router.get(
     "/v2/models/{name}/config", tags=["metadata"], summary="Model configuration (Triton)", responses=docs.CONFIG
 )
+@requires(Scope.READ)
 async def model_config(name: Name, plane: Plane) -> Response:
     return json_response(plane.model_config(name, None))
 
@@ -114,6 +125,7 @@ async def model_config(name: Name, plane: Plane) -> Response:
     summary="Model version configuration (Triton)",
     responses=docs.CONFIG,
 )
+@requires(Scope.READ)
 async def version_config(name: Name, version: Version, plane: Plane) -> Response:
     return json_response(plane.model_config(name, version))
 
@@ -122,6 +134,7 @@ async def version_config(name: Name, version: Version, plane: Plane) -> Response
 
 
 @router.get("/v2/models/{name}/stats", tags=["statistics"], summary="Model statistics", responses=docs.STATS)
+@requires(Scope.READ)
 async def model_stats(name: Name, plane: Plane) -> Response:
     return json_response(plane.statistics(name, None))
 
@@ -132,6 +145,7 @@ async def model_stats(name: Name, plane: Plane) -> Response:
     summary="Model version statistics",
     responses=docs.STATS,
 )
+@requires(Scope.READ)
 async def version_stats(name: Name, version: Version, plane: Plane) -> Response:
     return json_response(plane.statistics(name, version))
 
@@ -157,6 +171,7 @@ async def _optional_json(request: Request, config: Settings) -> dict[str, Any]:
     openapi_extra=docs.INDEX_REQUEST,
     responses=docs.INDEX,
 )
+@requires(Scope.READ)
 async def repository_index(request: Request, plane: Plane, config: Config) -> Response:
     doc = await _optional_json(request, config)
     entries = plane.models.index()
@@ -172,6 +187,7 @@ async def repository_index(request: Request, plane: Plane, config: Config) -> Re
     openapi_extra=docs.LOAD_REQUEST,
     responses=docs.EMPTY_OK,
 )
+@requires(Scope.DEPLOY)
 async def repository_load(name: Name, request: Request, plane: Plane, config: Config) -> Response:
     doc = await _optional_json(request, config)
     parameters = doc.get("parameters") or {}
@@ -194,6 +210,7 @@ async def repository_load(name: Name, request: Request, plane: Plane, config: Co
     openapi_extra=docs.INDEX_REQUEST,
     responses=docs.EMPTY_OK,
 )
+@requires(Scope.DEPLOY)
 async def repository_unload(name: Name, request: Request, plane: Plane, config: Config) -> Response:
     await _optional_json(request, config)
     await plane.models.unload(name)

@@ -1,0 +1,54 @@
+"""``/docs``: Swagger UI from files this package serves itself (no CDN), started by a
+script file rather than an inline script, under a strict Content-Security-Policy."""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from ferry.http.scopes import requires
+
+STATIC = Path(__file__).resolve().parent / "static"
+# Swagger UI sets inline styles, so styles may be inline; scripts come from this server only.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+
+
+def _swagger_assets() -> Path:
+    # fastapi-offline ships Swagger UI's files, so /docs works with no internet.
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).parent / "static"
+
+
+def install(app: FastAPI) -> None:
+    app.mount("/static/docs", StaticFiles(directory=_swagger_assets()), name="docs-assets")
+    app.mount("/static/ferry", StaticFiles(directory=STATIC), name="ferry-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    @requires(None)
+    async def docs(request: Request) -> HTMLResponse:
+        root = escape(request.scope.get("root_path", ""), quote=True)
+        html = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Ferry API</title>
+<link rel="stylesheet" href="{root}/static/docs/swagger-ui.css">
+<link rel="icon" type="image/png" href="{root}/static/docs/favicon.png">
+</head>
+<body>
+<div id="swagger-ui" data-openapi-url="{root}/openapi.json"></div>
+<script src="{root}/static/docs/swagger-ui-bundle.js"></script>
+<script src="{root}/static/ferry/docs-init.js"></script>
+</body>
+</html>
+"""
+        return HTMLResponse(html, headers={"Content-Security-Policy": CSP})

@@ -1,0 +1,194 @@
+"""KeyStore: API keys in the registry database, so every server process on one
+database accepts the same keys, and the audit trail: control-plane actions, newest first."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ferry.errors import InvalidInput, NotFound
+from ferry.registry.db import WRITE
+from ferry.registry.schema import ApiKeyRow, AuditRow, utcnow
+from ferry.security.audit import AuditEvent
+from ferry.security.keys import ApiKey, Scope, new_secret
+
+MAX_NAME = 128
+KEYS_LOCK = 0x46455252_0003  # pg_advisory_xact_lock key: "FERR" + 3
+
+
+def _key(row: ApiKeyRow) -> ApiKey:
+    return ApiKey(
+        key_id=row.id,
+        name=row.name,
+        scopes=frozenset(Scope(s) for s in row.scopes),
+        digest=row.secret_digest,
+        created_at=row.created_at,
+        models=frozenset(row.models) if row.models is not None else None,
+        rate_per_s=row.rate_per_s,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        created_by=row.created_by,
+    )
+
+
+class KeyStore:
+    def __init__(self, engine: Engine) -> None:
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    # -- keys -----------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        scopes: Iterable[Scope],
+        models: Iterable[str] | None = None,
+        rate_per_s: float | None = None,
+        expires_at: datetime | None = None,
+        created_by: str = "",
+    ) -> tuple[ApiKey, str]:
+        """The new key and its text, which is never stored: show it once."""
+        name = name.strip()
+        if not name or len(name) > MAX_NAME:
+            raise InvalidInput(f"a key needs a name of 1 to {MAX_NAME} characters")
+        scope_list = sorted({Scope(s).value for s in scopes})
+        if not scope_list:
+            raise InvalidInput("a key needs at least one scope: read, infer, deploy or admin")
+        if rate_per_s is not None and rate_per_s <= 0:
+            raise InvalidInput("a rate must be more than 0 requests per second")
+        now = utcnow()
+        if expires_at is not None and expires_at <= now:
+            raise InvalidInput("the expiry must be in the future")
+        secret = new_secret()
+        row = ApiKeyRow(
+            id=secret.key_id,
+            name=name,
+            secret_digest=secret.digest,
+            scopes=scope_list,
+            models=sorted(set(models)) if models is not None else None,
+            rate_per_s=rate_per_s,
+            created_at=now,
+            created_by=created_by,
+            expires_at=expires_at,
+        )
+        with self._write() as session:
+            session.add(row)
+            session.flush()
+            return _key(row), secret.text
+
+    def create_first_admin(self) -> str | None:
+        """On a database that has never had a key, an admin key's text; else None. Two
+        processes starting at once on one database make one key between them."""
+        with self._write() as session:
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(select(func.pg_advisory_xact_lock(KEYS_LOCK)))
+            if session.scalar(select(func.count()).select_from(ApiKeyRow)):
+                return None
+            secret = new_secret()
+            session.add(
+                ApiKeyRow(
+                    id=secret.key_id,
+                    name="admin",
+                    secret_digest=secret.digest,
+                    scopes=[Scope.ADMIN.value],
+                    models=None,
+                    rate_per_s=None,
+                    created_at=utcnow(),
+                    created_by="ferry (first start)",
+                )
+            )
+            return secret.text
+
+    def revoke(self, key_id: str) -> ApiKey:
+        with self._write() as session:
+            row = session.get(ApiKeyRow, key_id)
+            if row is None:
+                raise NotFound(f"key {key_id!r} not found")
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            return _key(row)
+
+    def get(self, key_id: str) -> ApiKey:
+        with self._sessions() as session:
+            row = session.get(ApiKeyRow, key_id)
+            if row is None:
+                raise NotFound(f"key {key_id!r} not found")
+            return _key(row)
+
+    def all(self, include_revoked: bool = True) -> list[ApiKey]:
+        query = select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.id)
+        if not include_revoked:
+            query = query.where(ApiKeyRow.revoked_at.is_(None))
+        with self._sessions() as session:
+            return [_key(row) for row in session.scalars(query)]
+
+    def count(self) -> int:
+        """Keys ever made, revoked ones included."""
+        with self._sessions() as session:
+            return session.scalar(select(func.count()).select_from(ApiKeyRow)) or 0
+
+    # -- audit ----------------------------------------------------------------------
+
+    def record(self, event: AuditEvent) -> None:
+        with self._write() as session:
+            session.add(
+                AuditRow(
+                    at=event.at,
+                    key_id=event.key_id,
+                    key_name=event.key_name[:MAX_NAME],
+                    action=event.action[:64],
+                    target=event.target[:255],
+                    method=event.method[:8],
+                    path=event.path[:1024],
+                    status=event.status,
+                    result=event.result[:16],
+                    client=event.client[:64],
+                )
+            )
+
+    def audit(
+        self,
+        limit: int = 100,
+        action: str | None = None,
+        key_id: str | None = None,
+        target: str | None = None,
+        result: str | None = None,
+        since: datetime | None = None,
+    ) -> list[AuditEvent]:
+        """Newest first."""
+        query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+        for column, value in (
+            (AuditRow.action, action),
+            (AuditRow.key_id, key_id),
+            (AuditRow.target, target),
+            (AuditRow.result, result),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(AuditRow.at >= since)
+        with self._sessions() as session:
+            return [
+                AuditEvent(
+                    row.at,
+                    row.key_id,
+                    row.key_name,
+                    row.action,
+                    row.target,
+                    row.method,
+                    row.path,
+                    row.status,
+                    row.result,
+                    row.client,
+                )
+                for row in session.scalars(query)
+            ]
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with self._sessions() as session, session.begin():
+            session.connection(execution_options={WRITE: True})  # SQLite: BEGIN IMMEDIATE
+            yield session

@@ -1,0 +1,137 @@
+"""Authenticator: who sends a request, and whether they may. Keys are held in memory
+and re-read from the KeyStore every ``refresh_s``, so checking one costs a dict lookup
+and a hash, never a database query; a key revoked through another server process stops
+working here within ``refresh_s``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from ferry.errors import Forbidden, RateLimited, Unauthorized, Unavailable
+from ferry.security.audit import utcnow
+from ferry.security.keys import ApiKey, Scope, split
+from ferry.security.ratelimit import RateLimiter, retry_after_s
+
+if TYPE_CHECKING:
+    from ferry.registry.keys import KeyStore
+
+log = logging.getLogger("ferry.security")
+
+# reason -> counted by the metrics (ferry_auth_failures_total{reason})
+DenialObserver = Callable[[str, str | None], None]
+
+
+def presented_key(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The key in ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (raw ASGI headers)."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and credentials.strip():
+                return credentials.strip()
+        elif name == b"x-api-key" and value.strip():
+            return value.decode("latin-1").strip()
+    return None
+
+
+class Authenticator:
+    def __init__(
+        self,
+        open_store: Callable[[], KeyStore],
+        refresh_s: float = 1.0,
+        first_key: Callable[[str], None] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        # Opened by start(), in the background: `ferry serve` then imports SQLAlchemy and
+        # migrates while its models load, instead of before.
+        self._open_store = open_store
+        self._first_key = first_key
+        self.store: KeyStore | None = None
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._keys: dict[str, ApiKey] | None = None  # None until first read
+        self._limiter = RateLimiter()
+        self._observers: list[DenialObserver] = []
+
+    def observe(self, observer: DenialObserver) -> None:
+        self._observers.append(observer)
+
+    @property
+    def loaded(self) -> bool:
+        return self._keys is not None
+
+    def start(self) -> None:
+        """Open the store; on a database that has never had a key, make the first admin key
+        and hand its text to ``first_key`` (shown once); read the keys. Blocking."""
+        self.store = self._open_store()
+        created = self.store.create_first_admin()
+        if created is not None and self._first_key is not None:
+            self._first_key(created)
+        self.reload()
+
+    def reload(self) -> None:
+        """Read every key from the store (blocking: call it in a thread)."""
+        if self.store is not None:
+            self._keys = {key.key_id: key for key in self.store.all()}
+
+    async def refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            try:
+                await asyncio.to_thread(self.reload)
+            except Exception as exc:  # a database hiccup: keep the keys we have
+                log.warning("could not re-read the API keys: %s", exc)
+
+    def remember(self, key: ApiKey) -> None:
+        """A key this process created or revoked counts here at once, not after a refresh."""
+        if self._keys is not None:
+            self._keys = {**self._keys, key.key_id: key}
+
+    def check(self, headers: Sequence[tuple[bytes, bytes]], scope: Scope, model: str | None = None) -> ApiKey:
+        """The request's key if it may do ``scope`` (on ``model``); else 401, 403 or 429."""
+        key = self.authenticate(headers)
+        self.authorize(key, scope, model)
+        return key
+
+    def authorize(self, key: ApiKey, scope: Scope, model: str | None = None) -> None:
+        """403 unless ``key`` has ``scope`` (and may use ``model``); 429 over its rate."""
+        if not key.has(scope):
+            self._deny("scope", key.key_id)
+            raise Forbidden(f"this key lacks the {scope.value!r} scope")
+        if model is not None and not key.may_use(model):
+            self._deny("model", key.key_id)
+            raise Forbidden(f"this key may not use model {model!r}")
+        if key.rate_per_s is not None:
+            wait_s = self._limiter.take(key.key_id, key.rate_per_s)
+            if wait_s is not None:
+                self._deny("rate_limited", key.key_id)
+                raise RateLimited(f"rate limit of this key exceeded; retry in {wait_s:.2f} s", retry_after_s(wait_s))
+
+    def authenticate(self, headers: Sequence[tuple[bytes, bytes]]) -> ApiKey:
+        """The request's valid key, whatever it may do; else 401."""
+        keys = self._keys
+        if keys is None:
+            raise Unavailable("the server is starting; its API keys are not read yet")
+        text = presented_key(headers)
+        if text is None:
+            self._deny("missing", None)
+            raise Unauthorized("an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>")
+        parts = split(text)
+        key = keys.get(parts[0]) if parts is not None else None
+        if parts is None or key is None or not key.matches(parts[1]):
+            self._deny("invalid", None)
+            raise Unauthorized("invalid API key")
+        if key.revoked_at is not None:
+            self._deny("revoked", key.key_id)
+            raise Unauthorized("this API key has been revoked")
+        if key.expired(self._clock()):
+            self._deny("expired", key.key_id)
+            raise Unauthorized("this API key has expired")
+        return key
+
+    def _deny(self, reason: str, key_id: str | None) -> None:
+        for observer in self._observers:
+            observer(reason, key_id)

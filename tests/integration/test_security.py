@@ -1,0 +1,340 @@
+"""API keys over the whole app (a registry server, in process): every route against every
+kind of credential, model allow-lists, rate limits, revocation, and the audit trail."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from ferry.artifacts import LocalArtifactStore
+from ferry.http import docs
+from ferry.http.app import create_app
+from ferry.manager import ModelManager
+from ferry.registry import Registry, connect, default_url, migrate
+from ferry.registry.keys import KeyStore
+from ferry.registry_source import RegistrySource
+from ferry.security.audit import utcnow
+from ferry.security.auth import Authenticator
+from ferry.security.keys import Scope
+from ferry.settings import Settings
+from tests.builders import scale_onnx
+from tests.integration.serving import wait_ready
+
+R, INF, D, A = Scope.READ, Scope.INFER, Scope.DEPLOY, Scope.ADMIN
+
+# Every route of a registry server and the scope it needs (None: open to anyone). Written
+# out here, apart from the code's declarations, so a new route fails this test until
+# someone decides who may call it.
+EXPECTED: dict[tuple[str, str], Scope | None] = {
+    ("GET", "/"): None,
+    ("GET", "/docs"): None,
+    ("GET", "/openapi.json"): None,
+    ("GET", "/static/docs"): None,
+    ("GET", "/static/ferry"): None,
+    ("GET", "/metrics"): R,
+    ("GET", "/v2/health/live"): None,
+    ("GET", "/v2/health/ready"): None,
+    ("GET", "/v2"): R,
+    ("GET", "/v2/models/stats"): R,
+    ("GET", "/v2/models/{name}"): R,
+    ("GET", "/v2/models/{name}/versions/{version}"): R,
+    ("GET", "/v2/models/{name}/ready"): R,
+    ("GET", "/v2/models/{name}/versions/{version}/ready"): R,
+    ("GET", "/v2/models/{name}/config"): R,
+    ("GET", "/v2/models/{name}/versions/{version}/config"): R,
+    ("GET", "/v2/models/{name}/stats"): R,
+    ("GET", "/v2/models/{name}/versions/{version}/stats"): R,
+    ("POST", "/v2/models/{name}/infer"): INF,
+    ("POST", "/v2/models/{name}/versions/{version}/infer"): INF,
+    ("POST", "/v2/repository/index"): R,
+    ("POST", "/v2/repository/models/{name}/load"): D,
+    ("POST", "/v2/repository/models/{name}/unload"): D,
+    ("GET", "/v1/models"): R,
+    ("GET", "/v1/models/{name}"): R,
+    ("POST", "/v1/models/{name}:predict"): INF,
+    ("GET", "/api/v1/models"): R,
+    ("POST", "/api/v1/models"): D,
+    ("GET", "/api/v1/models/{name}"): R,
+    ("GET", "/api/v1/models/{name}/versions"): R,
+    ("POST", "/api/v1/models/{name}/versions"): D,
+    ("POST", "/api/v1/models/{name}/versions/{number}/archive"): D,
+    ("DELETE", "/api/v1/models/{name}/versions/{number}"): D,
+    ("PUT", "/api/v1/models/{name}/stages/{stage}"): D,
+    ("POST", "/api/v1/models/{name}/rollback"): D,
+    ("PUT", "/api/v1/models/{name}/traffic"): D,
+    ("GET", "/api/v1/models/{name}/shadow"): R,
+    ("GET", "/api/v1/keys"): A,
+    ("POST", "/api/v1/keys"): A,
+    ("DELETE", "/api/v1/keys/{key_id}"): A,
+    ("GET", "/api/v1/audit"): A,
+}
+
+BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1.0, 2.0, 3.0, 4.0]}]}
+
+
+@dataclass
+class Server:
+    client: TestClient
+    store: KeyStore
+    keys: dict[str, str]  # credential name -> key text
+    ids: dict[str, str]  # credential name -> key id
+
+
+def _make_keys(store: KeyStore) -> tuple[dict[str, str], dict[str, str]]:
+    texts, ids = {}, {}
+    for name, scopes, models in [
+        ("admin", [A], None),
+        ("read", [R], None),
+        ("infer", [INF], None),
+        ("deploy", [D], None),
+        ("other-model", [R, INF, D], ["other"]),
+        ("revoked", [A], None),
+        ("victim", [R], None),  # revoked by the matrix's DELETE /api/v1/keys/{key_id}
+    ]:
+        key, text = store.create(name, scopes, models)
+        texts[name], ids[name] = text, key.key_id
+    expiring, text = store.create("expired", [A], expires_at=utcnow() + timedelta(seconds=1))
+    texts["expired"], ids["expired"] = text, expiring.key_id
+    store.revoke(ids["revoked"])
+    return texts, ids
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    data_dir = tmp_path / "data"
+    engine = connect(default_url(data_dir))
+    migrate(engine)
+    store = KeyStore(engine)
+    assert store.create_first_admin() is not None  # the first start's key, unused here
+    texts, ids = _make_keys(store)
+    source = RegistrySource(Registry.from_engine(engine), LocalArtifactStore(data_dir / "artifacts"), data_dir)
+    auth = Authenticator(lambda: store, refresh_s=0.2)
+    app = create_app(Settings(data_dir=data_dir), ModelManager([], source), auth, audit=store)
+    admin = {"Authorization": f"Bearer {texts['admin']}"}
+    try:
+        with TestClient(app) as client:
+            wait_ready(client)
+            with (tmp_path / "scale.onnx").open("wb") as f:
+                f.write(scale_onnx(tmp_path / "model.onnx", 2.0).read_bytes())
+            with (tmp_path / "scale.onnx").open("rb") as f:
+                answer = client.post(
+                    "/api/v1/models/scale/versions",
+                    files={"file": ("scale.onnx", f)},
+                    data={"stage": "production"},
+                    headers=admin,
+                )
+            assert answer.status_code == 201, answer.text
+            time.sleep(1.0)  # the "expired" key expires
+            yield Server(client, store, texts, ids)
+    finally:
+        engine.dispose()
+
+
+def _routes(server: Server) -> set[tuple[str, str]]:
+    api = server.client.app.api  # type: ignore[attr-defined]
+    found = {(method, path) for path, item in docs.INFER_PATHS.items() for method in map(str.upper, item)}
+    for route in api.state.routes:
+        for method in getattr(route, "methods", None) or {"GET"}:
+            if method != "HEAD":
+                found.add((method, route.path))
+    return found
+
+
+def test_every_route_has_an_expected_scope(server: Server) -> None:
+    routes = _routes(server)
+    assert routes - EXPECTED.keys() == set(), "a new route: add it to EXPECTED with the scope it needs"
+    assert EXPECTED.keys() - routes == set()
+
+
+CREDENTIALS = ["none", "malformed", "unknown", "wrong-secret", "expired", "revoked", "read", "infer", "deploy", "admin"]
+
+
+def _headers(server: Server, credential: str) -> dict[str, str]:
+    if credential == "none":
+        return {}
+    if credential == "malformed":
+        return {"Authorization": "Bearer not-a-ferry-key"}
+    if credential == "unknown":
+        return {"Authorization": "Bearer fy_000000000000_" + "A" * 43}
+    if credential == "wrong-secret":
+        return {"Authorization": f"Bearer fy_{server.ids['admin']}_" + "B" * 43}
+    # X-API-Key for half of them: both headers must work.
+    if credential in ("read", "deploy", "expired"):
+        return {"X-API-Key": server.keys[credential]}
+    return {"Authorization": f"Bearer {server.keys[credential]}"}
+
+
+def _concrete(path: str, server: Server, model: str = "scale") -> str:
+    if path.startswith("/static/docs"):
+        return "/static/docs/swagger-ui.css"
+    if path.startswith("/static/ferry"):
+        return "/static/ferry/docs-init.js"
+    return (
+        path.replace("{name}", model)
+        .replace("{version}", "1")
+        .replace("{number}", "99")  # no such version: archive/delete answer 404, nothing changes
+        .replace("{stage}", "staging")
+        .replace("{key_id}", server.ids["victim"])
+    )
+
+
+def _call(server: Server, method: str, path: str, headers: dict[str, str]) -> int:
+    kwargs: dict[str, object] = {"headers": headers}
+    if path.endswith(("/infer", ":predict")):
+        kwargs["json"] = BODY if path.endswith("/infer") else {"instances": [[1.0, 2.0, 3.0, 4.0]]}
+    elif method in ("POST", "PUT"):
+        kwargs["json"] = {}
+    return server.client.request(method, path, **kwargs).status_code  # type: ignore[arg-type]
+
+
+def _expected(needed: Scope | None, credential: str) -> str:
+    if needed is None:
+        return "allowed"
+    if credential in ("none", "malformed", "unknown", "wrong-secret", "expired", "revoked"):
+        return "401"
+    scope = Scope(credential)
+    return "allowed" if scope is Scope.ADMIN or scope is needed else "403"
+
+
+def test_matrix_of_routes_and_credentials(server: Server) -> None:
+    """Every route x every credential: 401, 403 or let through (then any status but those)."""
+    failures = []
+    cells = 0
+    for (method, path), needed in sorted(EXPECTED.items(), key=lambda kv: kv[0][1]):
+        for credential in CREDENTIALS:
+            status = _call(server, method, _concrete(path, server), _headers(server, credential))
+            expected = _expected(needed, credential)
+            cells += 1
+            ok = status not in (401, 403) if expected == "allowed" else status == int(expected)
+            if not ok:
+                failures.append(f"{method} {path} as {credential}: {status}, expected {expected}")
+    assert not failures, "\n".join(failures)
+    assert cells == len(EXPECTED) * len(CREDENTIALS)
+
+
+def test_model_allow_list(server: Server) -> None:
+    """A key limited to model "other" gets 403 on every route naming another model."""
+    headers = _headers(server, "other-model")
+    headers["Authorization"] = f"Bearer {server.keys['other-model']}"
+    for (method, path), needed in EXPECTED.items():
+        if "{name}" not in path or needed in (None, Scope.ADMIN):
+            continue
+        status = _call(server, method, _concrete(path, server, "scale"), headers)
+        assert status == 403, (method, path, status)
+        status = _call(server, method, _concrete(path, server, "other"), headers)
+        assert status != 403, (method, path, status)
+
+
+def test_refusals_say_why(server: Server) -> None:
+    client = server.client
+    answer = client.get("/v2/models/scale")
+    assert answer.status_code == 401
+    assert answer.headers["www-authenticate"].startswith("Bearer")
+    assert "API key is required" in answer.json()["error"]
+    assert "revoked" in client.get("/v2", headers=_headers(server, "revoked")).json()["error"]
+    assert "expired" in client.get("/v2", headers=_headers(server, "expired")).json()["error"]
+    assert client.get("/v2", headers=_headers(server, "unknown")).json() == {"error": "invalid API key"}
+    assert client.get("/v2", headers=_headers(server, "wrong-secret")).json() == {"error": "invalid API key"}
+    answer = client.post("/v2/models/scale/infer", json=BODY, headers=_headers(server, "read"))
+    assert answer.status_code == 403
+    assert "'infer' scope" in answer.json()["error"]
+
+
+def test_rate_limit_of_one_key_leaves_another_alone(server: Server) -> None:
+    admin = {"Authorization": f"Bearer {server.keys['admin']}"}
+    made = server.client.post("/api/v1/keys", json={"name": "slow", "scopes": ["infer"], "rate": "2/s"}, headers=admin)
+    assert made.status_code == 201, made.text
+    slow = {"Authorization": f"Bearer {made.json()['key']}"}
+    fast = _headers(server, "infer")
+    statuses = []
+    for _ in range(6):
+        statuses.append(server.client.post("/v2/models/scale/infer", json=BODY, headers=slow).status_code)
+        assert server.client.post("/v2/models/scale/infer", json=BODY, headers=fast).status_code == 200
+    assert statuses[:2] == [200, 200]
+    assert 429 in statuses
+    limited = server.client.post("/v2/models/scale/infer", json=BODY, headers=slow)
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) >= 1
+    time.sleep(1.1)
+    assert server.client.post("/v2/models/scale/infer", json=BODY, headers=slow).status_code == 200
+
+
+def test_keys_are_created_listed_and_revoked(server: Server) -> None:
+    admin = {"Authorization": f"Bearer {server.keys['admin']}"}
+    client = server.client
+    made = client.post(
+        "/api/v1/keys",
+        json={"name": "ci", "scopes": ["read", "deploy"], "models": ["scale"], "expires": "30d"},
+        headers=admin,
+    )
+    assert made.status_code == 201, made.text
+    created = made.json()
+    assert created["key"].startswith(f"fy_{created['id']}_")
+    assert created["scopes"] == ["deploy", "read"] and created["models"] == ["scale"]
+    assert made.headers["cache-control"] == "no-store"
+    listed = client.get("/api/v1/keys", headers=admin).json()
+    assert created["id"] in {k["id"] for k in listed}
+    assert all("key" not in k and created["key"] not in str(k) for k in listed)
+    states = {k["name"]: k["state"] for k in listed}
+    assert states["revoked"] == "revoked" and states["expired"] == "expired" and states["ci"] == "active"
+    new = {"X-API-Key": created["key"]}
+    assert client.get("/api/v1/models/scale", headers=new).status_code == 200
+    assert client.delete(f"/api/v1/keys/{created['id']}", headers=admin).json()["state"] == "revoked"
+    assert client.get("/api/v1/models/scale", headers=new).status_code == 401  # at once, in this process
+    for bad in ({"name": "x", "scopes": ["root"]}, {"name": "x", "scopes": []}, {"name": "", "scopes": ["read"]}):
+        assert client.post("/api/v1/keys", json=bad, headers=admin).status_code == 400, bad
+    for bad_rate in ("fast", "0/s", "-1/s"):
+        body = {"name": "x", "scopes": ["read"], "rate": bad_rate}
+        assert client.post("/api/v1/keys", json=body, headers=admin).status_code == 400, bad_rate
+    assert client.delete("/api/v1/keys/000000000000", headers=admin).status_code == 404
+
+
+def test_a_key_revoked_elsewhere_stops_working_after_a_refresh(server: Server) -> None:
+    key = _headers(server, "infer")
+    assert server.client.post("/v2/models/scale/infer", json=BODY, headers=key).status_code == 200
+    server.store.revoke(server.ids["infer"])  # as another server process would, in the database
+    deadline = time.monotonic() + 5
+    while server.client.post("/v2/models/scale/infer", json=BODY, headers=key).status_code == 200:
+        assert time.monotonic() < deadline, "the revoked key still works"
+        time.sleep(0.05)
+
+
+def test_audit_records_actions_and_refusals(server: Server) -> None:
+    client = server.client
+    admin = {"Authorization": f"Bearer {server.keys['admin']}"}
+    assert client.put("/api/v1/models/scale/stages/staging", json={"version": 1}, headers=admin).status_code == 200
+    assert client.put("/api/v1/models/scale/stages/staging", json={"version": 1}, headers=_headers(server, "infer"))
+    assert client.get("/api/v1/audit", headers=_headers(server, "deploy")).status_code == 403
+    assert client.post("/api/v1/models/scale/rollback").status_code == 401
+    assert client.get("/api/v1/models", headers=admin).status_code == 200  # a read: not recorded
+
+    deadline = time.monotonic() + 5
+    while True:
+        events = client.get("/api/v1/audit", headers=admin).json()
+        if len(events) >= 5 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    top = [(e["action"], e["target"], e["result"], e["status"], e["key_name"]) for e in events[:4]]
+    assert top == [
+        ("rollback", "scale", "denied", 401, ""),
+        ("audit", "", "denied", 403, "deploy"),
+        ("set_stage", "scale/staging", "denied", 403, "infer"),
+        ("set_stage", "scale/staging", "ok", 200, "admin"),
+    ]
+    upload = [e for e in events if e["action"] == "upload_version"]
+    assert upload and upload[-1]["target"] == "scale/1" and upload[-1]["key_id"] == server.ids["admin"]
+    assert all(e["client"] for e in events)
+    assert not any(e["action"] == "list_models" for e in events)
+    # Filters
+    only = client.get("/api/v1/audit", params={"result": "denied", "action": "set_stage"}, headers=admin).json()
+    assert [e["key_name"] for e in only] == ["infer"]
+    by_key = client.get("/api/v1/audit", params={"key_id": server.ids["admin"], "limit": 1}, headers=admin).json()
+    assert len(by_key) == 1 and by_key[0]["action"] == "set_stage"
+    version = client.get("/api/v1/models/scale/versions", headers=admin).json()[0]
+    assert version["uploaded_by"] == f"admin ({server.ids['admin']})"
