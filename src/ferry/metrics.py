@@ -83,6 +83,20 @@ class Metrics:
             ["model", "version"],
             registry=r,
         )
+        # reason: missing, invalid, revoked, expired (401); scope, model (403); rate_limited (429)
+        self.auth_denials = Counter(
+            "ferry_auth_denied_requests",
+            "Requests refused by API-key checks, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        # key_id: bounded by the keys an admin made, unlike a client-chosen value.
+        self.rate_limited = Counter(
+            "ferry_rate_limited_requests",
+            "Requests refused with 429 because their key's rate limit was used up.",
+            ["key_id"],
+            registry=r,
+        )
         # The request series, one entry per (model, version) this server had: bounded.
         self._versions: dict[tuple[str, str], VersionMetrics] = {}
         self._versions_lock = threading.Lock()
@@ -116,6 +130,12 @@ class Metrics:
 
     def unloaded(self, model: str, version: str) -> None:
         self.model_unloads.labels(model, version).inc()
+
+    def denied(self, reason: str, key_id: str | None) -> None:
+        """An Authenticator's observer: one refused request."""
+        self.auth_denials.labels(reason).inc()
+        if reason == "rate_limited" and key_id is not None:
+            self.rate_limited.labels(key_id).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -338,3 +338,26 @@ def test_audit_records_actions_and_refusals(server: Server) -> None:
     assert len(by_key) == 1 and by_key[0]["action"] == "set_stage"
     version = client.get("/api/v1/models/scale/versions", headers=admin).json()[0]
     assert version["uploaded_by"] == f"admin ({server.ids['admin']})"
+
+
+def _counter(text: str, name: str, label: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{{label}}} "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_refusals_are_counted_in_the_metrics(server: Server) -> None:
+    client = server.client
+    reader = _headers(server, "read")
+    before = client.get("/metrics", headers=reader).text
+    client.get("/v2")
+    client.get("/v2", headers=_headers(server, "unknown"))
+    client.get("/v2", headers=_headers(server, "revoked"))
+    client.post("/v2/models/scale/infer", json=BODY, headers=reader)
+    after = client.get("/metrics", headers=reader).text
+    name = "ferry_auth_denied_requests_total"
+    for reason in ("missing", "invalid", "revoked", "scope"):
+        label = f'reason="{reason}"'
+        assert _counter(after, name, label) == _counter(before, name, label) + 1, reason
+    assert client.get("/metrics").status_code == 401

@@ -146,6 +146,8 @@ def _create_api(settings: Settings, models: ModelManager, auth: Authenticator | 
     app.state.auth = auth
     if settings.metrics:
         _serve_metrics(app, models, settings)
+        if auth is not None:
+            auth.observe(app.state.metrics.denied)
     app.state.dataplane = DataPlane(models)
     install_error_handlers(app)
     routers = [v2.router, v1.router, keys.router]

@@ -1,0 +1,104 @@
+"""The Authenticator against a real KeyStore (SQLite in a temporary directory)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from ferry.errors import Forbidden, RateLimited, Unauthorized, Unavailable
+from ferry.registry import connect, default_url, migrate
+from ferry.registry.keys import KeyStore
+from ferry.security.audit import utcnow
+from ferry.security.auth import Authenticator, presented_key
+from ferry.security.keys import Scope
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[KeyStore]:
+    engine = connect(default_url(tmp_path))
+    migrate(engine)
+    yield KeyStore(engine)
+    engine.dispose()
+
+
+def _bearer(text: str) -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", f"Bearer {text}".encode())]
+
+
+def test_presented_key_reads_both_headers() -> None:
+    assert presented_key([(b"authorization", b"Bearer abc")]) == "abc"
+    assert presented_key([(b"authorization", b"bearer  abc ")]) == "abc"
+    assert presented_key([(b"x-api-key", b"abc")]) == "abc"
+    assert presented_key([(b"authorization", b"Basic abc")]) is None
+    assert presented_key([(b"authorization", b"Bearer ")]) is None
+    assert presented_key([]) is None
+
+
+def test_first_admin_key_is_made_once(store: KeyStore) -> None:
+    shown: list[str] = []
+    Authenticator(lambda: store, first_key=shown.append).start()
+    Authenticator(lambda: store, first_key=shown.append).start()
+    assert len(shown) == 1
+    [admin] = store.all()
+    assert admin.scopes == {Scope.ADMIN} and admin.name == "admin"
+
+
+def test_no_first_key_on_a_database_whose_keys_are_all_revoked(store: KeyStore) -> None:
+    key, _ = store.create("only", [Scope.ADMIN])
+    store.revoke(key.key_id)
+    assert store.create_first_admin() is None
+
+
+def test_requests_wait_for_the_keys_to_be_read(store: KeyStore) -> None:
+    auth = Authenticator(lambda: store)
+    with pytest.raises(Unavailable):
+        auth.check([], Scope.READ)
+
+
+def test_check(store: KeyStore) -> None:
+    auth = Authenticator(lambda: store)
+    auth.start()
+    _, reader = store.create("r", [Scope.READ], models=["digits"])
+    _, slow = store.create("s", [Scope.INFER], rate_per_s=1.0)
+    auth.reload()
+    denials: list[tuple[str, str | None]] = []
+    auth.observe(lambda reason, key_id: denials.append((reason, key_id)))
+    assert auth.check(_bearer(reader), Scope.READ, "digits").name == "r"
+    with pytest.raises(Forbidden, match="'infer' scope"):
+        auth.check(_bearer(reader), Scope.INFER, "digits")
+    with pytest.raises(Forbidden, match="model 'iris'"):
+        auth.check(_bearer(reader), Scope.READ, "iris")
+    with pytest.raises(Unauthorized, match="required"):
+        auth.check([], Scope.READ)
+    with pytest.raises(Unauthorized, match="invalid"):
+        auth.check(_bearer(reader[:-1] + "x"), Scope.READ)
+    auth.check(_bearer(slow), Scope.INFER)
+    with pytest.raises(RateLimited) as limited:
+        auth.check(_bearer(slow), Scope.INFER)
+    assert limited.value.retry_after_s == 1
+    assert [reason for reason, _ in denials] == ["scope", "model", "missing", "invalid", "rate_limited"]
+
+
+def test_expired_and_revoked(store: KeyStore) -> None:
+    clock = [utcnow()]
+    auth = Authenticator(lambda: store, clock=lambda: clock[0])
+    auth.start()
+    key, text = store.create("e", [Scope.READ], expires_at=clock[0] + timedelta(hours=1))
+    auth.remember(key)
+    auth.check(_bearer(text), Scope.READ)
+    clock[0] += timedelta(hours=1)
+    with pytest.raises(Unauthorized, match="expired"):
+        auth.check(_bearer(text), Scope.READ)
+    auth.remember(store.revoke(key.key_id))
+    with pytest.raises(Unauthorized, match="revoked"):
+        auth.check(_bearer(text), Scope.READ)
+
+
+def test_a_key_is_refused_in_the_past(store: KeyStore) -> None:
+    from ferry.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="future"):
+        store.create("x", [Scope.READ], expires_at=utcnow() - timedelta(seconds=1))
