@@ -34,8 +34,9 @@ MODELS = ("mlp", "cnn")
 # One thread suits the tiny MLP (more only adds hand-off cost); the CNN is compute-bound.
 ORT_THREADS: dict[str, int] = {"mlp": 1, "cnn": 2}
 
-# Extra `ferry serve` flags, e.g. ["--workers", "2"].
-FERRY_FLAGS: list[str] = []
+# Extra `ferry serve` flags. --no-auth: none of the peers checks an API key, so Ferry
+# does not either here; what a key check costs is measured by bench/auth_overhead.py.
+FERRY_FLAGS: list[str] = ["--no-auth"]
 
 # Each model's config.yaml in Ferry's model repository (keys: see README "config.yaml").
 FERRY_MODEL_CONFIG: dict[str, dict[str, object]] = {

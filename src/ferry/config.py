@@ -55,6 +55,12 @@ class ModelConfig(BaseModel):
     instances: int = Field(1, ge=1, le=64, description="Parallel copies of the model.")
     max_queue_size: int = Field(256, ge=1, description="Requests waiting beyond this are refused with 503.")
     timeout_ms: int = Field(30_000, ge=1, description="A request still queued after this long is dropped with 503.")
+    max_body_bytes: int | None = Field(
+        None, ge=1, description="Larger request bodies to this model get 413; the server's limit still applies."
+    )
+    max_tensor_elements: int | None = Field(
+        None, ge=1, description="Input tensors with more elements get 413; the server's limit still applies."
+    )
     trusted: bool = Field(False, description="Allow pickle/joblib files and any type in a .skops file.")
     trusted_types: list[str] = Field(default_factory=list, description="Extra types a .skops file may contain.")
     inputs: list[TensorConfig] | None = None

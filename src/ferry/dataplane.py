@@ -48,7 +48,7 @@ class DataPlane:
             model.batcher.check_capacity()
             # decode the wire format, then validate against the signature
             request = codec.decode(payload, model.signature)
-            check_inputs(model.signature, request.inputs)
+            check_inputs(model.signature, request.inputs, model.config.max_tensor_elements)
             wanted = _output_names(model, request)
             # batch -> predict: queue with concurrent requests, run in a worker thread
             outputs = await model.batcher.submit(request.inputs, request.timeout_s)

@@ -230,6 +230,15 @@ class ModelManager:
             for _, v in sorted(self._loaded_versions(name, m).items(), key=lambda kv: int(kv[0]))
         ]
 
+    def body_limit(self, name: str, server_limit: int) -> int:
+        """The request body limit of model ``name``: its versions' ``max_body_bytes`` (the
+        largest, as the version that answers is picked later), within the server's."""
+        model = self._models.get(name)
+        limits = [v.config.max_body_bytes for v in model.versions.values()] if model is not None else []
+        if not limits or None in limits:
+            return server_limit
+        return min(server_limit, max(limit for limit in limits if limit is not None))
+
     def versions_of(self, name: str) -> list[str]:
         return sorted(self._models[name].versions, key=int) if name in self._models else []
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ferry.errors import InvalidInput
+from ferry.errors import InvalidInput, PayloadTooLarge
 
 # OIP datatype -> numpy dtype. BYTES tensors are numpy object arrays of ``bytes``.
 # Explicit little-endian, because the binary extension is little-endian on the wire.
@@ -117,8 +117,9 @@ def element_count(shape: Sequence[int]) -> int:
     return math.prod(shape)
 
 
-def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> None:
-    """Refuse (400) inputs whose names, datatypes or shapes the model does not accept."""
+def check_inputs(signature: Signature, inputs: dict[str, np.ndarray], max_elements: int | None = None) -> None:
+    """Refuse inputs whose names, datatypes or shapes the model does not accept (400), or
+    that hold more than ``max_elements`` elements (the model's own limit, 413)."""
     missing = [s.name for s in signature.inputs if s.name not in inputs]
     if missing:
         raise InvalidInput(f"missing input(s): {', '.join(missing)}")
@@ -128,6 +129,8 @@ def check_inputs(signature: Signature, inputs: dict[str, np.ndarray]) -> None:
         if got != spec.datatype:
             raise InvalidInput(f"input {name!r} has datatype {got}, the model expects {spec.datatype}")
         check_shape(spec, array.shape)
+        if max_elements is not None and array.size > max_elements:
+            raise PayloadTooLarge(f"input {name!r} has {array.size} elements; this model takes at most {max_elements}")
 
 
 def check_shape(spec: TensorSpec, shape: Sequence[int]) -> None:

@@ -28,6 +28,7 @@ CONFIGS = {
     "unbatched": "max_batch_size: 0\n",
     "tuned": "max_batch_size: 8\nmax_delay_ms: 5\ninstances: 2\ndescription: two copies\nwarmup: false\n",
     "narrowed": "inputs:\n  - {name: x, datatype: FP32, shape: [-1, 4]}\n",
+    "limited": "max_body_bytes: 2048\nmax_tensor_elements: 8\n",
 }
 
 
@@ -123,3 +124,18 @@ def test_fixing_the_config_and_loading_makes_it_ready(tmp_path: Path) -> None:
         assert client.post("/v2/repository/models/fixable/load").status_code == 200
         assert index_of(client)["fixable/1"]["state"] == "READY"
         assert client.get("/v2/models/fixable/config").json()["max_batch_size"] == 4
+
+
+def test_per_model_request_limits(configured: TestClient) -> None:
+    """config.yaml's max_body_bytes and max_tensor_elements narrow the server's limits for
+    that model alone."""
+    rows = np.ones((3, 4), dtype=np.float32)  # 12 elements
+    body = {"inputs": [json_input("x", "FP32", rows)]}
+    assert configured.post("/v2/models/empty/infer", json=body).status_code == 200
+    message = error_of(configured.post("/v2/models/limited/infer", json=body), 413)
+    assert "12 elements" in message and "at most 8" in message
+    small = {"inputs": [json_input("x", "FP32", rows[:2])]}
+    assert configured.post("/v2/models/limited/infer", json=small).status_code == 200
+    padded = {**small, "parameters": {"pad": "x" * 4096}}
+    assert "limit is 2048" in error_of(configured.post("/v2/models/limited/infer", json=padded), 413)
+    assert configured.post("/v2/models/empty/infer", json=padded).status_code == 200

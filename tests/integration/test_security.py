@@ -361,3 +361,17 @@ def test_refusals_are_counted_in_the_metrics(server: Server) -> None:
         label = f'reason="{reason}"'
         assert _counter(after, name, label) == _counter(before, name, label) + 1, reason
     assert client.get("/metrics").status_code == 401
+
+
+def test_lists_show_a_limited_key_only_its_models(server: Server) -> None:
+    client = server.client
+    limited = {"Authorization": f"Bearer {server.keys['other-model']}"}
+    reader = _headers(server, "read")
+    assert [m["name"] for m in client.get("/api/v1/models", headers=reader).json()] == ["scale"]
+    assert client.get("/api/v1/models", headers=limited).json() == []
+    assert client.get("/v1/models", headers=reader).json() == {"models": ["scale"]}
+    assert client.get("/v1/models", headers=limited).json() == {"models": []}
+    assert {e["name"] for e in client.post("/v2/repository/index", headers=reader).json()} == {"scale"}
+    assert client.post("/v2/repository/index", headers=limited).json() == []
+    assert client.get("/v2/models/stats", headers=reader).json()["model_stats"]
+    assert client.get("/v2/models/stats", headers=limited).json() == {"model_stats": []}

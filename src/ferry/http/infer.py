@@ -70,7 +70,7 @@ class InferEndpoints:
         if self._auth is not None:  # before the body is read
             self._auth.check(scope["headers"], KeyScope.INFER, name)
         length, encoding, header_length = _headers(scope)
-        body = await read_body(receive, length, encoding, self._limit)
+        body = await read_body(receive, length, encoding, self._plane.models.body_limit(name, self._limit))
         payload = V2Payload(body, header_length)
         encoded = await unless_disconnected(receive, self._plane.infer(name, version, payload, self._v2))
         headers = [(b"content-type", _BINARY if encoded.header_length is not None else _JSON)]
@@ -82,7 +82,7 @@ class InferEndpoints:
         if self._auth is not None:
             self._auth.check(scope["headers"], KeyScope.INFER, name)
         length, encoding, _ = _headers(scope)
-        body = await read_body(receive, length, encoding, self._limit)
+        body = await read_body(receive, length, encoding, self._plane.models.body_limit(name, self._limit))
         encoded = await unless_disconnected(receive, self._plane.infer(name, None, body, self._v1))
         return 200, [(b"content-type", _JSON)], encoded
 

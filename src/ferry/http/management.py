@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 
 from ferry.errors import InvalidInput, NotFound, PayloadTooLarge
-from ferry.http.scopes import requires
+from ferry.http.scopes import requires, visible_to
 from ferry.http.v2 import Config, Name
 from ferry.manager import ModelManager
 from ferry.registry import Model, Version, delete_version
@@ -178,9 +178,10 @@ ROLLBACK_ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.get("/models", summary="List models")
 @requires(Scope.READ)
-async def list_models(source: Source, manager: Manager) -> list[ModelOut]:
+async def list_models(request: Request, source: Source, manager: Manager) -> list[ModelOut]:
     def read() -> list[ModelOut]:
-        return [_model_out(source, manager, m) for m in source.registry.list_models()]
+        models = source.registry.list_models()
+        return [_model_out(source, manager, m) for m in models if visible_to(request, m.name)]
 
     return await asyncio.to_thread(read)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from starlette.requests import Request
 from starlette.routing import BaseRoute, Mount, Route
 
 from ferry.security.keys import Scope
@@ -58,3 +59,10 @@ def check_declared(routes: list[BaseRoute]) -> None:
             missing.append(getattr(route, "path", repr(route)))
     if missing:
         raise Undeclared(f"routes without a declared scope: {', '.join(missing)}")
+
+
+def visible_to(request: Request, name: str) -> bool:
+    """Whether the request's key may see model ``name``: lists show a key limited to some
+    models only those (no key: the server runs without keys, everything is visible)."""
+    key = request.scope.get("state", {}).get("key")
+    return key is None or key.may_use(name)

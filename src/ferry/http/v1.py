@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from starlette.requests import Request
 from starlette.responses import Response
 
 from ferry.errors import NotFound, Unavailable
 from ferry.http import docs
-from ferry.http.scopes import requires
+from ferry.http.scopes import requires, visible_to
 from ferry.http.v2 import Name, Plane, json_response
 from ferry.security.keys import Scope
 
@@ -16,8 +17,8 @@ router = APIRouter()
 
 @router.get("/v1/models", tags=["v1"], summary="List models")
 @requires(Scope.READ)
-async def list_models(plane: Plane) -> Response:
-    return json_response({"models": plane.models.names()})
+async def list_models(request: Request, plane: Plane) -> Response:
+    return json_response({"models": [name for name in plane.models.names() if visible_to(request, name)]})
 
 
 @router.get("/v1/models/{name}", tags=["v1"], summary="Model status", responses=docs.V1_MODEL)

@@ -16,7 +16,7 @@ from ferry.errors import InvalidInput
 from ferry.http import docs
 from ferry.http.body import read_request_body
 from ferry.http.errors import error_response
-from ferry.http.scopes import requires
+from ferry.http.scopes import requires, visible_to
 from ferry.security.keys import Scope
 from ferry.settings import Settings
 
@@ -71,8 +71,10 @@ async def server_metadata(plane: Plane) -> Response:
 # Declared before /v2/models/{name} so "stats" is not taken for a model name.
 @router.get("/v2/models/stats", tags=["statistics"], summary="Statistics of every model", responses=docs.STATS)
 @requires(Scope.READ)
-async def all_stats(plane: Plane) -> Response:
-    return json_response(plane.statistics(None, None))
+async def all_stats(request: Request, plane: Plane) -> Response:
+    stats = plane.statistics(None, None)
+    stats["model_stats"] = [entry for entry in stats["model_stats"] if visible_to(request, entry["name"])]
+    return json_response(stats)
 
 
 @router.get("/v2/models/{name}", tags=["metadata"], summary="Model metadata", responses=docs.MODEL_METADATA)
@@ -174,7 +176,7 @@ async def _optional_json(request: Request, config: Settings) -> dict[str, Any]:
 @requires(Scope.READ)
 async def repository_index(request: Request, plane: Plane, config: Config) -> Response:
     doc = await _optional_json(request, config)
-    entries = plane.models.index()
+    entries = [e for e in plane.models.index() if visible_to(request, e["name"])]
     if doc.get("ready"):
         entries = [e for e in entries if e["state"] == "READY"]
     return json_response(entries)
