@@ -31,7 +31,8 @@ R, INF, D, A = Scope.READ, Scope.INFER, Scope.DEPLOY, Scope.ADMIN
 # Every route of a registry server and the scope it needs (None: open to anyone). Written
 # out here, apart from the code's declarations, so a new route fails this test until
 # someone decides who may call it.
-EXPECTED: dict[tuple[str, str], Scope | None] = {
+LOGIN = "login"  # open, but answers 401 unless it is given a valid key to sign in with
+EXPECTED: dict[tuple[str, str], Scope | str | None] = {
     ("GET", "/"): None,
     ("GET", "/docs"): None,
     ("GET", "/openapi.json"): None,
@@ -73,6 +74,9 @@ EXPECTED: dict[tuple[str, str], Scope | None] = {
     ("POST", "/api/v1/keys"): A,
     ("DELETE", "/api/v1/keys/{key_id}"): A,
     ("GET", "/api/v1/audit"): A,
+    ("GET", "/login"): None,
+    ("POST", "/api/v1/session"): LOGIN,
+    ("DELETE", "/api/v1/session"): None,
 }
 
 BODY = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1.0, 2.0, 3.0, 4.0]}]}
@@ -185,6 +189,7 @@ def _concrete(path: str, server: Server, model: str = "scale") -> str:
 
 
 def _call(server: Server, method: str, path: str, headers: dict[str, str]) -> int:
+    server.client.cookies.clear()  # a sign-in (POST /api/v1/session) must not carry over
     kwargs: dict[str, object] = {"headers": headers}
     if path.endswith(("/infer", ":predict")):
         kwargs["json"] = BODY if path.endswith("/infer") else {"instances": [[1.0, 2.0, 3.0, 4.0]]}
@@ -193,11 +198,13 @@ def _call(server: Server, method: str, path: str, headers: dict[str, str]) -> in
     return server.client.request(method, path, **kwargs).status_code  # type: ignore[arg-type]
 
 
-def _expected(needed: Scope | None, credential: str) -> str:
+def _expected(needed: Scope | str | None, credential: str) -> str:
     if needed is None:
         return "allowed"
     if credential in ("none", "malformed", "unknown", "wrong-secret", "expired", "revoked"):
         return "401"
+    if needed == LOGIN:
+        return "allowed"
     scope = Scope(credential)
     return "allowed" if scope is Scope.ADMIN or scope is needed else "403"
 
@@ -223,7 +230,7 @@ def test_model_allow_list(server: Server) -> None:
     headers = _headers(server, "other-model")
     headers["Authorization"] = f"Bearer {server.keys['other-model']}"
     for (method, path), needed in EXPECTED.items():
-        if "{name}" not in path or needed in (None, Scope.ADMIN):
+        if "{name}" not in path or needed in (None, Scope.ADMIN, LOGIN):
             continue
         status = _call(server, method, _concrete(path, server, "scale"), headers)
         assert status == 403, (method, path, status)
@@ -375,3 +382,37 @@ def test_lists_show_a_limited_key_only_its_models(server: Server) -> None:
     assert client.post("/v2/repository/index", headers=limited).json() == []
     assert client.get("/v2/models/stats", headers=reader).json()["model_stats"]
     assert client.get("/v2/models/stats", headers=limited).json() == {"model_stats": []}
+
+
+def test_login_page_and_session_cookie(server: Server) -> None:
+    client = server.client
+    page = client.get("/login")
+    assert page.status_code == 200 and 'src="/static/ferry/login.js"' in page.text
+    assert "<script>" not in page.text and "script-src 'self'" in page.headers["content-security-policy"]
+    assert client.get("/static/ferry/login.js").status_code == 200
+
+    assert client.post("/api/v1/session").status_code == 401
+    assert client.post("/api/v1/session", headers=_headers(server, "revoked")).status_code == 401
+    signed_in = client.post("/api/v1/session", headers=_headers(server, "deploy"))
+    assert signed_in.status_code == 200, signed_in.text
+    assert signed_in.json()["name"] == "deploy"
+    cookie = signed_in.headers["set-cookie"]
+    assert "ferry_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    session = client.cookies.get("ferry_session")
+    assert session == server.keys["deploy"]
+
+    # Reads work with the cookie alone; a change needs the CSRF header as well.
+    assert client.get("/api/v1/models/scale").status_code == 403  # deploy key: no read scope
+    stage = {"version": 1}
+    refused = client.put("/api/v1/models/scale/stages/canary", json=stage)
+    assert refused.status_code == 403 and "X-Ferry-CSRF" in refused.json()["error"]
+    done = client.put("/api/v1/models/scale/stages/canary", json=stage, headers={"X-Ferry-CSRF": "1"})
+    assert done.status_code == 200, done.text
+    # An explicit key wins over the cookie.
+    assert client.get("/api/v1/models/scale", headers=_headers(server, "read")).status_code == 200
+
+    assert client.delete("/api/v1/session").status_code == 204
+    assert client.cookies.get("ferry_session") is None
+    assert (
+        client.put("/api/v1/models/scale/stages/canary", json=stage, headers={"X-Ferry-CSRF": "1"}).status_code == 401
+    )

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ferry import __version__
 from ferry.dataplane import DataPlane
 from ferry.http import docs as api_docs
-from ferry.http import docs_page, keys, v1, v2
+from ferry.http import docs_page, keys, session, v1, v2
 from ferry.http.errors import install_error_handlers
 from ferry.http.gate import Gate
 from ferry.http.headers import SecurityHeaders
@@ -150,7 +150,7 @@ def _create_api(settings: Settings, models: ModelManager, auth: Authenticator | 
             auth.observe(app.state.metrics.denied)
     app.state.dataplane = DataPlane(models)
     install_error_handlers(app)
-    routers = [v2.router, v1.router, keys.router]
+    routers = [v2.router, v1.router, keys.router, session.router]
     if models.registry is not None:
         # Imported here: `ferry serve` never loads SQLAlchemy.
         from ferry.http import management

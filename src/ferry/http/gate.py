@@ -56,7 +56,7 @@ class Gate:
         status = 500
         try:
             if self._auth is not None:
-                key = self._auth.authenticate(scope["headers"])
+                key = self._auth.authenticate(scope["headers"], scope["method"])
                 scope.setdefault("state", {})["key"] = key
                 self._auth.authorize(key, needed, params.get("name"))
         except FerryError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -25,15 +26,53 @@ log = logging.getLogger("ferry.security")
 DenialObserver = Callable[[str, str | None], None]
 
 
+# The web app's session: the key itself in an HttpOnly, SameSite=Strict cookie
+# (ferry.http.session), so page scripts never hold it.
+SESSION_COOKIE = "ferry_session"
+# A request authenticated by the cookie that changes something must carry this header. A
+# page on another origin cannot add it without a CORS preflight, which Ferry refuses, and
+# SameSite does not separate two ports of one host.
+CSRF_HEADER = "X-Ferry-CSRF"
+_CSRF = CSRF_HEADER.lower().encode()
+_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    key: str | None
+    from_cookie: bool = False
+    csrf_header: bool = False
+
+
 def presented_key(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
     """The key in ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (raw ASGI headers)."""
+    return credentials(headers).key
+
+
+def credentials(headers: Sequence[tuple[bytes, bytes]]) -> Credentials:
+    """The request's key: from ``Authorization: Bearer`` or ``X-API-Key``, else from the
+    session cookie."""
+    cookie = None
+    csrf = False
     for name, value in headers:
         if name == b"authorization":
-            scheme, _, credentials = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and credentials.strip():
-                return credentials.strip()
+            scheme, _, text = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and text.strip():
+                return Credentials(text.strip())
         elif name == b"x-api-key" and value.strip():
-            return value.decode("latin-1").strip()
+            return Credentials(value.decode("latin-1").strip())
+        elif name == b"cookie":
+            cookie = _session_cookie(value.decode("latin-1")) or cookie
+        elif name == _CSRF:
+            csrf = True
+    return Credentials(cookie, from_cookie=cookie is not None, csrf_header=csrf)
+
+
+def _session_cookie(header: str) -> str | None:
+    for part in header.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == SESSION_COOKIE and value:
+            return value
     return None
 
 
@@ -90,9 +129,11 @@ class Authenticator:
         if self._keys is not None:
             self._keys = {**self._keys, key.key_id: key}
 
-    def check(self, headers: Sequence[tuple[bytes, bytes]], scope: Scope, model: str | None = None) -> ApiKey:
+    def check(
+        self, headers: Sequence[tuple[bytes, bytes]], scope: Scope, model: str | None = None, method: str = "POST"
+    ) -> ApiKey:
         """The request's key if it may do ``scope`` (on ``model``); else 401, 403 or 429."""
-        key = self.authenticate(headers)
+        key = self.authenticate(headers, method)
         self.authorize(key, scope, model)
         return key
 
@@ -110,12 +151,14 @@ class Authenticator:
                 self._deny("rate_limited", key.key_id)
                 raise RateLimited(f"rate limit of this key exceeded; retry in {wait_s:.2f} s", retry_after_s(wait_s))
 
-    def authenticate(self, headers: Sequence[tuple[bytes, bytes]]) -> ApiKey:
-        """The request's valid key, whatever it may do; else 401."""
+    def authenticate(self, headers: Sequence[tuple[bytes, bytes]], method: str = "GET") -> ApiKey:
+        """The request's valid key, whatever it may do; else 401 (403 for a cookie-borne
+        change without the CSRF header)."""
         keys = self._keys
         if keys is None:
             raise Unavailable("the server is starting; its API keys are not read yet")
-        text = presented_key(headers)
+        presented = credentials(headers)
+        text = presented.key
         if text is None:
             self._deny("missing", None)
             raise Unauthorized("an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>")
@@ -130,6 +173,9 @@ class Authenticator:
         if key.expired(self._clock()):
             self._deny("expired", key.key_id)
             raise Unauthorized("this API key has expired")
+        if presented.from_cookie and not presented.csrf_header and method not in _SAFE_METHODS:
+            self._deny("csrf", key.key_id)
+            raise Forbidden(f"a change made with the session cookie needs the {CSRF_HEADER} header")
         return key
 
     def _deny(self, reason: str, key_id: str | None) -> None:

@@ -10,5 +10,11 @@
     deepLinking: true,
     showExtensions: true,
     presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+    // Signed in at /login, "Try it out" is authenticated by the session cookie; changes
+    // made with it need this header (see docs/security.md).
+    requestInterceptor: function (request) {
+      request.headers["X-Ferry-CSRF"] = "1";
+      return request;
+    },
   });
 })();

@@ -1,0 +1,109 @@
+"""The browser session: ``/login`` trades an API key for an HttpOnly cookie holding it,
+so pages (the API docs now, the web app later) call the API without a script ever
+holding the key. See docs/security.md, "Browser sessions"."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from html import escape
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+
+from ferry.errors import InvalidInput, Unauthorized
+from ferry.http.docs_page import CSP
+from ferry.http.scopes import requires
+from ferry.security.audit import utcnow
+from ferry.security.auth import SESSION_COOKIE, Authenticator, credentials
+
+router = APIRouter()
+
+SESSION_HOURS = 12
+
+
+class SessionOut(BaseModel):
+    id: str
+    name: str
+    scopes: list[str]
+    models: list[str] | None
+
+
+@router.get("/login", include_in_schema=False)
+@requires(None)
+async def login_page(request: Request) -> HTMLResponse:
+    root = escape(request.scope.get("root_path", ""), quote=True)
+    html = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in to Ferry</title>
+</head>
+<body>
+<main>
+<h1>Sign in to Ferry</h1>
+<form id="login">
+<label for="key">API key</label>
+<input id="key" name="key" type="password" autocomplete="off" required placeholder="fy_...">
+<button type="submit">Sign in</button>
+</form>
+<p id="status" role="status"></p>
+</main>
+<script src="{root}/static/ferry/login.js"></script>
+</body>
+</html>
+"""
+    return HTMLResponse(html, headers={"Content-Security-Policy": CSP, "Cache-Control": "no-store"})
+
+
+@router.post(
+    "/api/v1/session",
+    tags=["security"],
+    summary="Sign in: set the session cookie",
+    description="Send a key (`Authorization: Bearer` or `X-API-Key`); the answer sets an HttpOnly, "
+    "SameSite=Strict cookie holding it for 12 hours (or until the key expires). Requests with the "
+    "cookie are authenticated as that key; those that change something must also send `X-Ferry-CSRF`.",
+)
+@requires(None)  # open: it authenticates the key it is given itself
+async def create_session(request: Request, response: Response) -> SessionOut:
+    auth = _auth(request)
+    presented = credentials(request.scope["headers"])
+    if presented.key is None or presented.from_cookie:
+        raise Unauthorized("send the key to sign in with as Authorization: Bearer <key> or X-API-Key: <key>")
+    key = auth.authenticate(request.scope["headers"], "GET")
+    max_age = timedelta(hours=SESSION_HOURS)
+    if key.expires_at is not None:
+        max_age = min(max_age, key.expires_at - utcnow())
+    response.set_cookie(
+        SESSION_COOKIE,
+        presented.key,
+        max_age=max(1, int(max_age.total_seconds())),
+        path="/",
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return SessionOut(
+        id=key.key_id,
+        name=key.name,
+        scopes=sorted(s.value for s in key.scopes),
+        models=sorted(key.models) if key.models is not None else None,
+    )
+
+
+@router.delete("/api/v1/session", status_code=204, tags=["security"], summary="Sign out: clear the session cookie")
+@requires(None)
+async def delete_session(request: Request) -> Response:
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=request.url.scheme == "https", httponly=True)
+    return response
+
+
+def _auth(request: Request) -> Authenticator:
+    auth: Authenticator | None = request.app.state.auth
+    if auth is None:
+        raise InvalidInput("this server runs without API keys: there is nothing to sign in to")
+    return auth

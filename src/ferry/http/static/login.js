@@ -1,0 +1,41 @@
+// /login: trade an API key for the session cookie, then go to the API docs. The key
+// comes from the URL fragment (/login#key=..., printed at the first start; browsers
+// never send a fragment to the server, so it reaches no log) or from the form.
+(function () {
+  "use strict";
+  var form = document.getElementById("login");
+  var field = document.getElementById("key");
+  var status = document.getElementById("status");
+
+  function login(key) {
+    status.textContent = "Signing in...";
+    fetch("api/v1/session", {
+      method: "POST",
+      headers: { "Authorization": "Bearer " + key, "X-Ferry-CSRF": "1" },
+      credentials: "same-origin",
+    }).then(function (response) {
+      if (response.ok) {
+        window.location.replace("docs");
+        return;
+      }
+      return response.json().then(function (body) {
+        status.textContent = body.error || "Sign-in failed (HTTP " + response.status + ")";
+      }, function () {
+        status.textContent = "Sign-in failed (HTTP " + response.status + ")";
+      });
+    }, function () {
+      status.textContent = "The server cannot be reached.";
+    });
+  }
+
+  var fromUrl = new URLSearchParams(window.location.hash.slice(1)).get("key");
+  if (fromUrl) {
+    // Out of the address bar and the history before anything else happens.
+    window.history.replaceState(null, "", window.location.pathname);
+    login(fromUrl);
+  }
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    login(field.value.trim());
+  });
+})();
