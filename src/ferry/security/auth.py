@@ -92,6 +92,10 @@ class Authenticator:
         self._refresh_s = refresh_s
         self._clock = clock
         self._keys: dict[str, ApiKey] | None = None  # None until first read
+        # Key texts already checked against the current _keys (rebuilt with it): a known
+        # key skips the parse and the hash. Only texts that matched a key get in, so it is
+        # bounded by the number of keys.
+        self._verified: dict[str, ApiKey] = {}
         self._limiter = RateLimiter()
         self._observers: list[DenialObserver] = []
 
@@ -114,7 +118,8 @@ class Authenticator:
     def reload(self) -> None:
         """Read every key from the store (blocking: call it in a thread)."""
         if self.store is not None:
-            self._keys = {key.key_id: key for key in self.store.all()}
+            keys = {key.key_id: key for key in self.store.all()}
+            self._keys, self._verified = keys, {}
 
     async def refresh_forever(self) -> None:
         while True:
@@ -127,7 +132,7 @@ class Authenticator:
     def remember(self, key: ApiKey) -> None:
         """A key this process created or revoked counts here at once, not after a refresh."""
         if self._keys is not None:
-            self._keys = {**self._keys, key.key_id: key}
+            self._keys, self._verified = {**self._keys, key.key_id: key}, {}
 
     def check(
         self, headers: Sequence[tuple[bytes, bytes]], scope: Scope, model: str | None = None, method: str = "POST"
@@ -162,11 +167,15 @@ class Authenticator:
         if text is None:
             self._deny("missing", None)
             raise Unauthorized("an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>")
-        parts = split(text)
-        key = keys.get(parts[0]) if parts is not None else None
-        if parts is None or key is None or not key.matches(parts[1]):
-            self._deny("invalid", None)
-            raise Unauthorized("invalid API key")
+        key = self._verified.get(text)
+        if key is None:
+            parts = split(text)
+            key = keys.get(parts[0]) if parts is not None else None
+            if parts is None or key is None or not key.matches(parts[1]):
+                self._deny("invalid", None)
+                raise Unauthorized("invalid API key")
+            if keys is self._keys:  # not re-read meanwhile (reload runs in a thread)
+                self._verified[text] = key
         if key.revoked_at is not None:
             self._deny("revoked", key.key_id)
             raise Unauthorized("this API key has been revoked")
