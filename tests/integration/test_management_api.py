@@ -187,3 +187,25 @@ def test_uploads_over_the_limit_get_413(tmp_path: Path) -> None:
         assert response.status_code == 413, response.text
     assert Registry.from_engine(engine).list_models() == []
     engine.dispose()
+
+
+def test_control_characters_are_bad_input_not_database_errors(client: TestClient, tmp_path: Path) -> None:
+    """PostgreSQL cannot store NUL: it must be a 400 on both backends, never a 500."""
+    for body in (
+        {"name": "m", "description": "a\x00b"},
+        {"name": "m", "task": "\x1b[31m"},
+        {"name": "m", "labels": {"team": "x\x00"}},
+    ):
+        assert client.post("/api/v1/models", json=body).status_code == 400, body
+    # Written by hand: httpx would escape the NUL in the file name.
+    model = scale_onnx(tmp_path / "model.onnx", 2.0).read_bytes()
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="model\x00.onnx"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n" + model + b"\r\n--b--\r\n"
+    )
+    answer = client.post(
+        "/api/v1/models/m/versions", content=body, headers={"Content-Type": "multipart/form-data; boundary=b"}
+    )
+    assert answer.status_code == 400, answer.text
+    assert client.put("/api/v1/models/m/stages/production", json={"version": 2**64}).status_code in (400, 404)
+    assert client.post(f"/api/v1/models/m/versions/{2**64}/archive").status_code in (400, 404)

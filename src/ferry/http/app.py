@@ -165,6 +165,7 @@ def _create_api(settings: Settings, models: ModelManager, auth: Authenticator | 
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             schema["paths"].update(api_docs.INFER_PATHS)
+            api_docs.validation_errors_are_400(schema)
             if auth is not None:
                 api_docs.add_security(schema, app.state.routes)
             app.openapi_schema = schema

@@ -11,7 +11,7 @@ from starlette.routing import BaseRoute
 from ferry.http.scopes import declared_scope
 from ferry.security.keys import Scope
 
-_ERROR = {
+ERROR = {
     "description": "Error",
     "content": {
         "application/json": {
@@ -196,17 +196,17 @@ INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         },
     },
-    400: _ERROR,
-    404: _ERROR,
-    413: _ERROR,
-    503: _ERROR,
+    400: ERROR,
+    404: ERROR,
+    413: ERROR,
+    503: ERROR,
 }
 
 HEALTH: dict[int | str, dict[str, Any]] = {
     200: {"description": "Yes (empty body)"},
-    400: _ERROR,
-    404: _ERROR,
-    503: _ERROR,
+    400: ERROR,
+    404: ERROR,
+    503: ERROR,
 }
 
 SERVER_METADATA: dict[int | str, dict[str, Any]] = {
@@ -247,15 +247,15 @@ MODEL_METADATA: dict[int | str, dict[str, Any]] = {
             }
         },
     },
-    400: _ERROR,
-    404: _ERROR,
-    503: _ERROR,
+    400: ERROR,
+    404: ERROR,
+    503: ERROR,
 }
 
 CONFIG: dict[int | str, dict[str, Any]] = {
     200: {"description": "Triton-style model configuration", "content": {"application/json": {}}},
-    404: _ERROR,
-    503: _ERROR,
+    404: ERROR,
+    503: ERROR,
 }
 
 _DURATION = {"type": "object", "properties": {"count": {"type": "integer"}, "ns": {"type": "integer"}}}
@@ -302,7 +302,7 @@ STATS: dict[int | str, dict[str, Any]] = {
             }
         },
     },
-    404: _ERROR,
+    404: ERROR,
 }
 
 INDEX_REQUEST: dict[str, Any] = {
@@ -350,13 +350,13 @@ INDEX: dict[int | str, dict[str, Any]] = {
             }
         },
     },
-    400: _ERROR,
+    400: ERROR,
 }
 
 EMPTY_OK: dict[int | str, dict[str, Any]] = {
     200: {"description": "Done (empty body)"},
-    400: _ERROR,
-    404: _ERROR,
+    400: ERROR,
+    404: ERROR,
 }
 
 V1_REQUEST: dict[str, Any] = {
@@ -393,10 +393,10 @@ V1_RESPONSES: dict[int | str, dict[str, Any]] = {
             }
         },
     },
-    400: _ERROR,
-    404: _ERROR,
-    413: _ERROR,
-    503: _ERROR,
+    400: ERROR,
+    404: ERROR,
+    413: ERROR,
+    503: ERROR,
 }
 
 V1_MODEL: dict[int | str, dict[str, Any]] = {
@@ -404,7 +404,7 @@ V1_MODEL: dict[int | str, dict[str, Any]] = {
         "description": "The model's name and readiness",
         "content": {"application/json": {"example": {"name": "digits", "ready": True}}},
     },
-    404: _ERROR,
+    404: ERROR,
 }
 
 
@@ -447,9 +447,9 @@ SECURITY_SCHEMES = {
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
 }
 _AUTH_ERRORS = {
-    "401": {**_ERROR, "description": "No API key, or an unknown, expired or revoked one"},
-    "403": {**_ERROR, "description": "The key lacks the scope, or may not use this model"},
-    "429": {**_ERROR, "description": "The key's rate limit is used up (see Retry-After)"},
+    "401": {**ERROR, "description": "No API key, or an unknown, expired or revoked one"},
+    "403": {**ERROR, "description": "The key lacks the scope, or may not use this model"},
+    "429": {**ERROR, "description": "The key's rate limit is used up (see Retry-After)"},
 }
 
 
@@ -472,3 +472,16 @@ def add_security(schema: dict[str, Any], routes: list[BaseRoute]) -> None:
         note = f"Needs an API key with the `{scope.value}` scope."
         operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()
         operation.setdefault("responses", {}).update(_AUTH_ERRORS)
+
+
+def validation_errors_are_400(schema: dict[str, Any]) -> None:
+    """FastAPI documents request validation errors as 422 with its own body; Ferry answers
+    them 400 with ``{"error": ...}`` like every other bad input (ferry.http.errors)."""
+    for item in schema["paths"].values():
+        for operation in item.values():
+            responses = operation.get("responses", {})
+            if responses.pop("422", None) is not None:
+                responses.setdefault("400", {**ERROR, "description": "Invalid request"})
+    components = schema.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)

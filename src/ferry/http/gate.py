@@ -106,9 +106,9 @@ class Gate:
             key_id=key.key_id if key else None,
             key_name=key.name if key else "",
             action=getattr(route, "name", "") or scope["path"],
-            target=state.get("audit_target") or _target(params),
+            target=_printable(state.get("audit_target") or _target(params)),
             method=scope["method"],
-            path=scope["path"],
+            path=_printable(scope["path"]),
             status=status,
             result="ok" if status < 400 else "denied" if denied else "failed",
             client=client[0] if client else "",
@@ -122,6 +122,11 @@ def _target(params: dict[str, Any]) -> str:
     """``digits``, ``digits/4``, ``digits/production`` or a key id."""
     parts = [str(params[p]) for p in ("name", "number", "stage", "key_id") if p in params]
     return "/".join(parts)
+
+
+def _printable(text: str) -> str:
+    """A decoded path may hold any character (%00 included), which PostgreSQL cannot store."""
+    return text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
 
 
 def _log_failure(future: asyncio.Future[None]) -> None:

@@ -28,7 +28,8 @@ from ferry.settings import Settings
 log = logging.getLogger("ferry.http")
 
 V2_INFER = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?/infer")
-V1_PREDICT = re.compile(r"/v1/models/(?P<name>[^/:]+):predict")
+# Greedy: "a:b:predict" is model "a:b" (unknown: 404), not a route FastAPI answers 405.
+V1_PREDICT = re.compile(r"/v1/models/(?P<name>[^/]+):predict")
 
 # status, headers, body
 _Answer = tuple[int, list[tuple[bytes, bytes]], bytes]

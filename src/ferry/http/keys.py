@@ -14,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ferry.errors import InvalidInput
+from ferry.http import docs
+from ferry.http.fields import PlainText
 from ferry.http.scopes import requires
 from ferry.security.audit import AuditEvent, utcnow
 from ferry.security.auth import Authenticator
@@ -26,7 +28,7 @@ KeyId = Annotated[str, PathParam(description="The key's id (not its secret)", ex
 
 
 class NewKey(BaseModel):
-    name: str = Field(min_length=1, max_length=128, examples=["checkout-service"])
+    name: PlainText = Field(min_length=1, max_length=128, examples=["checkout-service"])
     scopes: list[str] = Field(description="read, infer, deploy and/or admin", examples=[["infer"]])
     models: list[str] | None = Field(None, description="Models the key may use; null: all", examples=[["digits"]])
     rate: str | None = Field(None, description="Requests per s, m or h; null: unlimited", examples=["50/s"])
@@ -133,7 +135,12 @@ async def create_key(body: NewKey, request: Request, response: Response) -> Crea
     return CreatedKey(**KeyOut.of(key).model_dump(), key=text)
 
 
-@router.delete("/keys/{key_id}", summary="Revoke an API key", description="It stops working at once.")
+@router.delete(
+    "/keys/{key_id}",
+    summary="Revoke an API key",
+    description="It stops working at once.",
+    responses={404: {**docs.ERROR, "description": "No key with this id"}},
+)
 @requires(Scope.ADMIN)
 async def revoke_key(key_id: KeyId, request: Request) -> KeyOut:
     auth = _auth(request)
@@ -157,7 +164,10 @@ async def audit(
     store = request.app.state.audit_store()
     if store is None:
         raise InvalidInput("this server keeps no audit trail")
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
+    if since is not None:
+        try:
+            since = since.astimezone(UTC) if since.tzinfo is not None else since.replace(tzinfo=UTC)
+        except OverflowError:
+            raise InvalidInput(f"since {since.isoformat()} is out of range") from None
     events = await asyncio.to_thread(store.audit, limit, action, key_id, target, result, since)
     return [AuditOut.of(event) for event in events]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 
 from ferry.errors import InvalidInput, NotFound, PayloadTooLarge
+from ferry.http.fields import PlainText, no_control_characters
 from ferry.http.scopes import requires, visible_to
 from ferry.http.v2 import Config, Name
 from ferry.manager import ModelManager
@@ -45,9 +46,9 @@ Stage = Annotated[str, PathParam(description="Stage: production, staging or any 
 
 class NewModel(BaseModel):
     name: str = Field(examples=["digits"])
-    description: str = ""
-    task: str = Field("", examples=["image-classification"])
-    labels: dict[str, str] = Field(default_factory=dict, examples=[{"team": "vision"}])
+    description: PlainText = ""
+    task: PlainText = Field("", examples=["image-classification"])
+    labels: dict[PlainText, PlainText] = Field(default_factory=dict, examples=[{"team": "vision"}])
 
 
 class StageBody(BaseModel):
@@ -237,7 +238,11 @@ async def upload_version(
     # Who uploaded it: the key (the client's address when the server runs without keys).
     key = getattr(request.state, "key", None)
     uploader = key.label if key is not None else request.client.host if request.client else ""
-    version = await source.upload(name, file.filename or "", file.file, uploaded_by=uploader)
+    try:
+        filename = no_control_characters(file.filename or "")
+    except ValueError:
+        raise InvalidInput("the file name must not contain control characters") from None
+    version = await source.upload(name, filename, file.file, uploaded_by=uploader)
     request.state.audit_target = f"{name}/{version.number}"
     if stage and version.state.value == "ready":
         await asyncio.to_thread(source.registry.set_stage, name, stage, version.number)

@@ -48,13 +48,13 @@ def json_response(content: Any, status: int = 200) -> Response:
 # -- health and metadata --------------------------------------------------------------
 
 
-@router.get("/v2/health/live", tags=["health"], summary="Server live", responses=docs.HEALTH)
+@router.get("/v2/health/live", response_class=Response, tags=["health"], summary="Server live", responses=docs.HEALTH)
 @requires(None)
 async def live() -> Response:
     return Response(status_code=200)
 
 
-@router.get("/v2/health/ready", tags=["health"], summary="Server ready", responses=docs.HEALTH)
+@router.get("/v2/health/ready", response_class=Response, tags=["health"], summary="Server ready", responses=docs.HEALTH)
 @requires(None)
 async def ready(plane: Plane) -> Response:
     if plane.models.ready:
@@ -94,7 +94,9 @@ async def version_metadata(name: Name, version: Version, plane: Plane) -> Respon
     return json_response(plane.model_metadata(name, version))
 
 
-@router.get("/v2/models/{name}/ready", tags=["health"], summary="Model ready", responses=docs.HEALTH)
+@router.get(
+    "/v2/models/{name}/ready", response_class=Response, tags=["health"], summary="Model ready", responses=docs.HEALTH
+)
 @requires(Scope.READ)
 async def model_ready(name: Name, plane: Plane) -> Response:
     plane.model_ready(name, None)
@@ -103,6 +105,7 @@ async def model_ready(name: Name, plane: Plane) -> Response:
 
 @router.get(
     "/v2/models/{name}/versions/{version}/ready",
+    response_class=Response,
     tags=["health"],
     summary="Model version ready",
     responses=docs.HEALTH,
@@ -184,6 +187,7 @@ async def repository_index(request: Request, plane: Plane, config: Config) -> Re
 
 @router.post(
     "/v2/repository/models/{name}/load",
+    response_class=Response,
     tags=["repository"],
     summary="Load or reload a model",
     openapi_extra=docs.LOAD_REQUEST,
@@ -207,6 +211,7 @@ async def repository_load(name: Name, request: Request, plane: Plane, config: Co
 
 @router.post(
     "/v2/repository/models/{name}/unload",
+    response_class=Response,
     tags=["repository"],
     summary="Unload a model",
     openapi_extra=docs.INDEX_REQUEST,

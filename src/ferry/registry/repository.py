@@ -42,6 +42,7 @@ TRANSITIONS: dict[VersionState, set[VersionState]] = {
     S.ARCHIVED: {S.READY, S.VALIDATING},
 }
 INTERRUPTED = "interrupted"
+MAX_VERSION = 2**63 - 1
 
 
 class Registry:
@@ -340,7 +341,8 @@ class Registry:
 
     def _version(self, session: Session, model: ModelRow, number: int) -> VersionRow:
         row = None
-        if isinstance(number, int) and not isinstance(number, bool):
+        # A number past the database's 64-bit integers names no version (not a driver error).
+        if isinstance(number, int) and not isinstance(number, bool) and 0 < number <= MAX_VERSION:
             row = session.scalar(select(VersionRow).where(VersionRow.model_id == model.id, VersionRow.number == number))
         if row is None:
             raise NotFound(f"model {model.name!r} has no version {number!r}")

@@ -47,13 +47,15 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 def parse_expiry(text: str, now: datetime) -> datetime:
     """``30d``, ``12h``, ``90m`` from ``now``, or an ISO 8601 time (UTC if it names no zone)."""
     match = _DURATION.fullmatch(text.strip())
-    if match is not None:
-        return now + timedelta(seconds=int(match["count"]) * _UNIT_S[match["unit"]])
     try:
+        if match is not None:
+            return now + timedelta(seconds=int(match["count"]) * _UNIT_S[match["unit"]])
         when = datetime.fromisoformat(text.strip())
+        return when.astimezone(UTC) if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError(f"expiry {text!r} is out of range") from None
     except ValueError:
         raise ValueError(f"invalid expiry {text!r}: use 30d, 12h, 90m or an ISO 8601 time") from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
