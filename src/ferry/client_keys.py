@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from ferry import tables
 from ferry.client import READ_TIMEOUT_S, client
+
+if TYPE_CHECKING:
+    from ferry.registry.keys import KeyStore
 
 
 def keys(args: argparse.Namespace) -> int:
@@ -58,7 +62,12 @@ def _offline(args: argparse.Namespace, action: str) -> Any:
     from ferry.server import open_keys
     from ferry.settings import Settings
 
-    store = open_keys(Settings(data_dir=Path(args.data_dir)))
+    settings = Settings(data_dir=Path(args.data_dir))
+    if settings.database_url is None and not (settings.data_dir / "registry.db").is_file():
+        # A mistyped directory would otherwise get a new, empty database, and a rescue key
+        # that no server ever reads.
+        raise ClientError(f"{settings.data_dir}: no Ferry database here (registry.db); check --data-dir")
+    store = open_keys(settings)
     try:
         if action == "create":
             key, text = store.create(
@@ -67,14 +76,29 @@ def _offline(args: argparse.Namespace, action: str) -> Any:
                 args.models.split(",") if args.models else None,
                 parse_rate(args.rate) if args.rate else None,
                 parse_expiry(args.expires, utcnow()) if args.expires else None,
-                created_by="ferry keys --data-dir",
+                created_by=OFFLINE,
             )
+            _record(store, "create_key", key.key_id)
             return CreatedKey(**KeyOut.of(key).model_dump(), key=text).model_dump(mode="json")
         if action == "revoke":
-            return KeyOut.of(store.revoke(args.key_id)).model_dump(mode="json")
+            revoked = store.revoke(args.key_id)
+            _record(store, "revoke_key", revoked.key_id)
+            return KeyOut.of(revoked).model_dump(mode="json")
         return [KeyOut.of(key).model_dump(mode="json") for key in store.all()]
     except (FerryError, ValueError) as exc:
         raise ClientError(exc.message if isinstance(exc, FerryError) else str(exc)) from None
+
+
+OFFLINE = "ferry keys --data-dir"
+
+
+def _record(store: KeyStore, action: str, key_id: str) -> None:
+    """A change made straight on the database is in the audit trail too, by the local user."""
+    from ferry.security.audit import AuditEvent, utcnow
+
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
+    event = AuditEvent(utcnow(), None, OFFLINE, action, key_id, "CLI", "(database)", 200, "ok", user)
+    store.record(event)
 
 
 def audit(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -34,6 +35,19 @@ class _Server(uvicorn.Server):
         captured = getattr(self, "_captured_signals", None)
         if isinstance(captured, list) and sig in captured:
             captured.remove(sig)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Under TLS, closing an idle keep-alive connection waits for the client's TLS
+        # close_notify (asyncio's ssl_shutdown_timeout, 30 s), which pooled clients never
+        # send: the stop would take the whole graceful timeout. Idle connections carry no
+        # request, so they are dropped at once; busy ones still finish their answer.
+        if self.config.is_ssl:
+            for connection in list(self.server_state.connections):
+                cycle = getattr(connection, "cycle", None)
+                transport = getattr(connection, "transport", None)
+                if transport is not None and (cycle is None or cycle.response_complete):
+                    transport.abort()
+        await super().shutdown(sockets)
 
 
 def serve(paths: list[Path], settings: Settings) -> None:

@@ -91,11 +91,11 @@ class Authenticator:
         self.store: KeyStore | None = None
         self._refresh_s = refresh_s
         self._clock = clock
-        self._keys: dict[str, ApiKey] | None = None  # None until first read
-        # Key texts already checked against the current _keys (rebuilt with it): a known
-        # key skips the parse and the hash. Only texts that matched a key get in, so it is
-        # bounded by the number of keys.
-        self._verified: dict[str, ApiKey] = {}
+        # (key id -> key, key text -> key for texts already checked against them), swapped
+        # whole in one assignment (reload runs in a thread); None until first read. A text
+        # already checked skips the parse and the hash; only texts that matched a key get
+        # in, so the second dict is bounded by the number of keys.
+        self._snapshot: tuple[dict[str, ApiKey], dict[str, ApiKey]] | None = None
         self._limiter = RateLimiter()
         self._observers: list[DenialObserver] = []
 
@@ -104,7 +104,7 @@ class Authenticator:
 
     @property
     def loaded(self) -> bool:
-        return self._keys is not None
+        return self._snapshot is not None
 
     def start(self) -> None:
         """Open the store; on a database that has never had a key, make the first admin key
@@ -119,7 +119,7 @@ class Authenticator:
         """Read every key from the store (blocking: call it in a thread)."""
         if self.store is not None:
             keys = {key.key_id: key for key in self.store.all()}
-            self._keys, self._verified = keys, {}
+            self._snapshot = (keys, {})
 
     async def refresh_forever(self) -> None:
         while True:
@@ -131,8 +131,8 @@ class Authenticator:
 
     def remember(self, key: ApiKey) -> None:
         """A key this process created or revoked counts here at once, not after a refresh."""
-        if self._keys is not None:
-            self._keys, self._verified = {**self._keys, key.key_id: key}, {}
+        if self._snapshot is not None:
+            self._snapshot = ({**self._snapshot[0], key.key_id: key}, {})
 
     def check(
         self, headers: Sequence[tuple[bytes, bytes]], scope: Scope, model: str | None = None, method: str = "POST"
@@ -159,23 +159,23 @@ class Authenticator:
     def authenticate(self, headers: Sequence[tuple[bytes, bytes]], method: str = "GET") -> ApiKey:
         """The request's valid key, whatever it may do; else 401 (403 for a cookie-borne
         change without the CSRF header)."""
-        keys = self._keys
-        if keys is None:
+        snapshot = self._snapshot
+        if snapshot is None:
             raise Unavailable("the server is starting; its API keys are not read yet")
         presented = credentials(headers)
         text = presented.key
         if text is None:
             self._deny("missing", None)
             raise Unauthorized("an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>")
-        key = self._verified.get(text)
+        keys, verified = snapshot
+        key = verified.get(text)
         if key is None:
             parts = split(text)
             key = keys.get(parts[0]) if parts is not None else None
             if parts is None or key is None or not key.matches(parts[1]):
                 self._deny("invalid", None)
                 raise Unauthorized("invalid API key")
-            if keys is self._keys:  # not re-read meanwhile (reload runs in a thread)
-                self._verified[text] = key
+            verified[text] = key  # into this snapshot's cache, never a newer one's
         if key.revoked_at is not None:
             self._deny("revoked", key.key_id)
             raise Unauthorized("this API key has been revoked")
