@@ -416,3 +416,61 @@ def test_login_page_and_session_cookie(server: Server) -> None:
     assert (
         client.put("/api/v1/models/scale/stages/canary", json=stage, headers={"X-Ferry-CSRF": "1"}).status_code == 401
     )
+
+
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+
+
+def test_security_headers_on_every_kind_of_answer(server: Server) -> None:
+    client = server.client
+    reader, inferer = _headers(server, "read"), _headers(server, "infer")
+    answers = {
+        "infer": client.post("/v2/models/scale/infer", json=BODY, headers=inferer),
+        "infer error": client.post("/v2/models/scale/infer", json={"inputs": []}, headers=inferer),
+        "401": client.get("/v2"),
+        "metadata": client.get("/v2/models/scale", headers=reader),
+        "metrics": client.get("/metrics", headers=reader),
+        "404": client.get("/nowhere"),
+        "docs": client.get("/docs"),
+    }
+    for what, answer in answers.items():
+        for name, value in SECURITY_HEADERS.items():
+            assert answer.headers.get(name) == value, (what, name)
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"], what
+        assert "strict-transport-security" not in answer.headers, what  # plain HTTP
+    assert answers["metadata"].headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert "script-src 'self'" in answers["docs"].headers["content-security-policy"]
+
+
+def test_cors_allows_only_the_listed_origins(tmp_path: Path) -> None:
+    engine = connect(default_url(tmp_path))
+    migrate(engine)
+    store = KeyStore(engine)
+    _, key = store.create("web", [Scope.INFER])
+    settings = Settings(data_dir=tmp_path, cors_origins=["https://app.example.com"])
+    app = create_app(settings, ModelManager([]), Authenticator(lambda: store))
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+    try:
+        with TestClient(app) as client:
+            wait_ready(client)
+            allowed = client.options("/v2/models/m/infer", headers={"Origin": "https://app.example.com", **preflight})
+            assert allowed.status_code == 200
+            assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+            assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+            other = client.options("/v2/models/m/infer", headers={"Origin": "https://evil.example", **preflight})
+            assert other.status_code == 400
+            assert "access-control-allow-origin" not in other.headers
+            # A simple request from the listed origin gets the header; the key is still needed.
+            answer = client.get("/v2", headers={"Origin": "https://app.example.com", "X-API-Key": key})
+            assert answer.status_code == 403  # an infer key: no read scope
+            assert answer.headers["access-control-allow-origin"] == "https://app.example.com"
+            assert (
+                "access-control-allow-origin"
+                not in client.get("/v2", headers={"Origin": "https://evil.example"}).headers
+            )
+    finally:
+        engine.dispose()
