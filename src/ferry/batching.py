@@ -97,6 +97,11 @@ class Batcher:
     def queued(self) -> int:
         return len(self._queue)
 
+    @property
+    def capacity(self) -> int:
+        """The most requests the queue holds; more are refused with 503."""
+        return self._max_queue
+
     def check_capacity(self) -> None:
         """Refuse early, before the caller spends time decoding a request that would
         only be turned away."""

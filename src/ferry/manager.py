@@ -22,7 +22,7 @@ from ferry.stats import ModelStats
 from ferry.warmup import build_runtimes, load_failure
 
 if TYPE_CHECKING:
-    from ferry.metrics import Metrics
+    from ferry.metrics import Metrics, VersionGauges
     from ferry.registry_source import RegistrySource, ServingPlan
 
 log = logging.getLogger("ferry.manager")
@@ -121,8 +121,31 @@ class ModelManager:
         self.metrics = metrics
         metrics.watch(self._occupancy)
 
-    def _occupancy(self) -> list[tuple[str, str, int, int]]:
-        return [(v.name, v.version, v.batcher.queued, v.stats.inflight) for v in self.loaded()]
+    def _occupancy(self) -> list[VersionGauges]:
+        """Every version this server knows, for the gauges read at each scrape."""
+        from ferry.metrics import VersionGauges  # only ever called with metrics on
+
+        gauges = []
+        for name, model in sorted(self._models.items()):
+            loaded = self._loaded_versions(name, model)
+            latest = model.routes.latest
+            default = latest.version if latest is not None and not model.unloaded else None
+            if model.error or not model.states:
+                gauges.append(VersionGauges(name, ""))
+            for version, state in sorted(model.states.items(), key=lambda kv: int(kv[0])):
+                live = loaded.get(version)
+                gauges.append(
+                    VersionGauges(
+                        name,
+                        version,
+                        live.batcher.queued if live else 0,
+                        live.stats.inflight if live else 0,
+                        live.batcher.capacity if live else 0,
+                        ready=state.state == READY and live is not None,
+                        default=version == default,
+                    )
+                )
+        return gauges
 
     async def load_all(self) -> None:
         """Load every model found at start-up; a model that fails is marked

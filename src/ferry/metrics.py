@@ -18,6 +18,7 @@ import math
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from itertools import accumulate
 
 from prometheus_client import (
@@ -52,8 +53,21 @@ def status_of(exc: BaseException) -> int:
     return 500
 
 
-# (model, version, queued requests, in-flight requests) of each loaded version
-Occupancy = Callable[[], Iterable[tuple[str, str, int, int]]]
+@dataclass(frozen=True)
+class VersionGauges:
+    """What a scrape reads of one version the server knows (loaded or not): version ""
+    stands for a model that failed before any version was found."""
+
+    model: str
+    version: str
+    queued: int = 0
+    inflight: int = 0
+    queue_capacity: int = 0  # 0: not loaded
+    ready: bool = False
+    default: bool = False  # answers the model's unversioned requests (production)
+
+
+Occupancy = Callable[[], Iterable[VersionGauges]]
 
 
 class Metrics:
@@ -252,7 +266,27 @@ class _Requests(Collector):
             "Requests being served by the version (decode, queue, compute, encode).",
             labels=mv,
         )
-        for model, version, waiting, serving in occupancy() if occupancy is not None else ():
-            queued.add_metric([model, version], waiting)
-            inflight.add_metric([model, version], serving)
-        yield from (requests, duration, queue, compute, batch, queued, inflight)
+        capacity = GaugeMetricFamily(
+            "ferry_queue_capacity_requests",
+            "Most requests the version's queue holds (max_queue_size); beyond it, 503.",
+            labels=mv,
+        )
+        ready = GaugeMetricFamily(
+            "ferry_model_ready",
+            "1 when the version is loaded and serving, 0 when it is loading, failed or unloaded.",
+            labels=mv,
+        )
+        default = GaugeMetricFamily(
+            "ferry_model_default_version",
+            "1 for the version that answers the model's unversioned requests (production).",
+            labels=mv,
+        )
+        for g in occupancy() if occupancy is not None else ():
+            ready.add_metric([g.model, g.version], 1 if g.ready else 0)
+            if g.queue_capacity:
+                queued.add_metric([g.model, g.version], g.queued)
+                inflight.add_metric([g.model, g.version], g.inflight)
+                capacity.add_metric([g.model, g.version], g.queue_capacity)
+            if g.default:
+                default.add_metric([g.model, g.version], 1)
+        yield from (requests, duration, queue, compute, batch, queued, inflight, capacity, ready, default)

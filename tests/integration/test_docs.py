@@ -11,7 +11,7 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.testclient import TestClient
 
-from ferry.http import docs, keys, v1, v2
+from ferry.http import docs, keys, session, v1, v2
 from ferry.http.app import create_app
 from ferry.manager import ModelManager
 from ferry.settings import Settings
@@ -115,7 +115,7 @@ def test_openapi_lists_every_route(schema: dict[str, Any]) -> None:
     assert listed >= EXPECTED_ROUTES
     declared = {
         (method.lower(), route.path)
-        for router in (v2.router, v1.router, keys.router)
+        for router in (v2.router, v1.router, keys.router, session.router)
         for route in router.routes
         if isinstance(route, APIRoute) and route.include_in_schema
         for method in route.methods or ()
@@ -150,4 +150,4 @@ def test_every_operation_is_described(schema: dict[str, Any]) -> None:
         for method, operation in item.items():
             assert operation.get("summary"), (method, path)
             assert operation.get("tags"), (method, path)
-            assert {"200", "201"} & set(operation["responses"]), (method, path)
+            assert {"200", "201", "204"} & set(operation["responses"]), (method, path)

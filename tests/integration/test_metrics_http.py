@@ -133,3 +133,19 @@ def test_metrics_can_be_turned_off(repo: Path) -> None:
         assert client.get("/metrics").status_code == 404
         assert client.post("/v2/models/scale/infer", json=GOOD).status_code == 200
         assert stats_of(client, "scale", "2")["inference_stats"]["success"]["count"] == 1
+
+
+def test_readiness_default_version_and_queue_capacity(client: TestClient) -> None:
+    samples = scrape(client)
+    assert value(samples, "ferry_model_ready", model="scale", version="1") == 1
+    assert value(samples, "ferry_model_ready", model="scale", version="2") == 1
+    ready = {(s["model"], s["version"]) for s in series(samples, "ferry_model_ready")}
+    assert ("broken", "1") in ready or ("broken", "") in ready
+    assert all(
+        value(samples, "ferry_model_ready", **labels) == 0
+        for labels in series(samples, "ferry_model_ready")
+        if labels["model"] == "broken"
+    )
+    # Unversioned requests go to the highest version in a repository.
+    assert series(samples, "ferry_model_default_version") == [{"model": "scale", "version": "2"}]
+    assert value(samples, "ferry_queue_capacity_requests", model="scale", version="2") == 256

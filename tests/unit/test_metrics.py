@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ferry.errors import CLIENT_CLOSED, NotFound, Unavailable
-from ferry.metrics import Metrics, status_of
+from ferry.metrics import Metrics, VersionGauges, status_of
 from ferry.stats import ModelStats
 
 
@@ -76,13 +76,25 @@ def test_unrouted_requests_have_no_version() -> None:
 
 def test_occupancy_is_read_at_scrape_time() -> None:
     metrics = Metrics()
-    occupancy = [("m", "1", 4, 6)]
+    occupancy = [
+        VersionGauges("m", "1", queued=4, inflight=6, queue_capacity=256, ready=True, default=True),
+        VersionGauges("m", "2", ready=False),  # known, not loaded: no queue
+        VersionGauges("broken", ""),
+    ]
     metrics.watch(lambda: occupancy)
     got = samples(metrics)
-    assert got[("ferry_queued_requests", labels(model="m", version="1"))] == 4
-    assert got[("ferry_inflight_requests", labels(model="m", version="1"))] == 6
+    m1, m2 = labels(model="m", version="1"), labels(model="m", version="2")
+    assert got[("ferry_queued_requests", m1)] == 4
+    assert got[("ferry_inflight_requests", m1)] == 6
+    assert got[("ferry_queue_capacity_requests", m1)] == 256
+    assert got[("ferry_model_ready", m1)] == 1
+    assert got[("ferry_model_ready", m2)] == 0
+    assert got[("ferry_model_ready", labels(model="broken", version=""))] == 0
+    assert got[("ferry_model_default_version", m1)] == 1
+    assert ("ferry_model_default_version", m2) not in got
+    assert ("ferry_queued_requests", m2) not in got
     occupancy = []
-    assert ("ferry_queued_requests", labels(model="m", version="1")) not in samples(metrics)
+    assert ("ferry_queued_requests", m1) not in samples(metrics)
 
 
 def test_lifecycle_events() -> None:
@@ -116,6 +128,11 @@ def test_names_follow_prometheus_conventions() -> None:
         "ferry_model_unloads",
         "ferry_model_load_duration_seconds",
         "ferry_model_warmup_seconds",
+        "ferry_queue_capacity_requests",
+        "ferry_model_ready",
+        "ferry_model_default_version",
+        "ferry_auth_denied_requests",
+        "ferry_rate_limited_requests",
     }
     for family in ours.values():
         assert family.documentation
