@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ferry.errors import FerryError, InvalidInput, ModelFailed, Unavailable
+from ferry.requestinfo import RequestInfo
 from ferry.runtimes import Runtime
 from ferry.stats import ModelStats
 
@@ -44,6 +45,8 @@ class _Pending:
     enqueued_ns: int = field(default_factory=time.perf_counter_ns)
     # Fails the request with 503 if it is still queued when its deadline passes.
     expiry: asyncio.TimerHandle | None = None
+    # Told when its batch ran, when the access log or tracing wants to know.
+    info: RequestInfo | None = None
 
     def take(self) -> bool:
         """Leave the queue for a model call; False if the request is already over
@@ -110,14 +113,16 @@ class Batcher:
         if len(self._queue) >= self._max_queue:
             raise Unavailable(f"the model's queue is full ({self._max_queue} requests waiting)")
 
-    async def submit(self, inputs: Tensors, timeout_s: float | None = None) -> Tensors:
+    async def submit(self, inputs: Tensors, timeout_s: float | None = None, info: RequestInfo | None = None) -> Tensors:
         """Queue one request and wait for its outputs. Cancelling the caller (a client
         that went away) leaves a cancelled future the workers skip."""
         self.check_capacity()
         rows = _rows(inputs) if self._batching else _first_rows(inputs)
         key = _batch_key(inputs) if self._batching else None
         loop = asyncio.get_running_loop()
-        pending = _Pending(inputs, rows, key, loop.create_future())
+        pending = _Pending(inputs, rows, key, loop.create_future(), info=info)
+        if info is not None:
+            info.queued = pending.enqueued_ns
         limit = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
         pending.expiry = loop.call_later(limit, pending.expire)
         self._queue.append(pending)
@@ -242,6 +247,9 @@ class Batcher:
         rows = sum(p.rows for p in batch)
         # An exponential moving average of the model call: what decides inline or thread.
         self._call_ns += (predicted - merged - self._call_ns) // 8
+        for pending in batch:
+            if pending.info is not None:
+                pending.info.computing, pending.info.computed, pending.info.batch_size = start, done, len(batch)
         self._stats.record_execution(
             len(batch),
             rows,

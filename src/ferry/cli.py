@@ -160,6 +160,9 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=None, help="port (default 8000)")
     parser.add_argument("--max-body-bytes", type=int, default=None, help="request body limit (default 64 MiB)")
     parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-format", default=None, choices=["auto", "json", "console"], help="default: json unless on a terminal"
+    )
     parser.add_argument("--access-log", action="store_true", default=None, help="log every request")
     parser.add_argument(
         "--no-metrics", dest="metrics", action="store_false", default=None, help="serve no Prometheus /metrics"
@@ -213,6 +216,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             "port": args.port,
             "max_body_bytes": args.max_body_bytes,
             "log_level": args.log_level,
+            "log_format": args.log_format,
             "access_log": args.access_log,
             "metrics": args.metrics,
             "auth": args.auth,
@@ -224,10 +228,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         if value is not None
     }
     settings = Settings(**overrides)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from ferry import logs
+
+    logs.configure(settings)
     return settings
 
 

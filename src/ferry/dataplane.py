@@ -13,6 +13,7 @@ from ferry.errors import FerryError, InvalidInput, ModelFailed
 from ferry.inference import InferRequest, InferResponse
 from ferry.manager import LoadedVersion, ModelManager
 from ferry.metrics import status_of
+from ferry.requestinfo import RequestInfo
 from ferry.signature import Signature, check_inputs
 
 PayloadT = TypeVar("PayloadT", contravariant=True)
@@ -37,10 +38,16 @@ class DataPlane:
     def __init__(self, models: ModelManager) -> None:
         self.models = models
 
-    async def infer(self, name: str, version: str | None, payload: Any, codec: Codec[Any, EncodedT]) -> EncodedT:
+    async def infer(
+        self, name: str, version: str | None, payload: Any, codec: Codec[Any, EncodedT], info: RequestInfo | None = None
+    ) -> EncodedT:
+        """``info``, when given, records the version that answered and when each step
+        ended (for the access log and tracing)."""
         started = time.perf_counter_ns()
         # route: the version that answers (explicit, or the latest)
         model = self._route(name, version, codec.protocol, started)
+        if info is not None:
+            info.version = model.version
         # counted from here in the version's statistics and metrics (model.stats)
         model.stats.request_started()
         try:
@@ -50,8 +57,10 @@ class DataPlane:
             request = codec.decode(payload, model.signature)
             check_inputs(model.signature, request.inputs, model.config.max_tensor_elements)
             wanted = _output_names(model, request)
+            if info is not None:
+                info.decoded = time.perf_counter_ns()
             # batch -> predict: queue with concurrent requests, run in a worker thread
-            outputs = await model.batcher.submit(request.inputs, request.timeout_s)
+            outputs = await model.batcher.submit(request.inputs, request.timeout_s, info)
             response = InferResponse(
                 model_name=model.name,
                 model_version=model.version,
@@ -60,6 +69,8 @@ class DataPlane:
             )
             # encode in the caller's wire format
             encoded = codec.encode(response, request)
+            if info is not None:
+                info.answered = time.perf_counter_ns()
         except BaseException as exc:
             model.stats.record_request(False, time.perf_counter_ns() - started, codec.protocol, status_of(exc))
             raise

@@ -161,7 +161,9 @@ def run(models: ModelManager, settings: Settings, auth: Authenticator | None, au
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        access_log=settings.access_log,
+        # ferry.logs has set up logging, and ferry.http.access writes the access log.
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=max(1, round(settings.graceful_timeout_s)),
         server_header=False,
         # X-Forwarded-For is trusted only when asked for: from anyone else it is a lie

@@ -4,6 +4,7 @@ Passed down explicitly, never read from a global."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,7 +18,18 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
     max_tensor_elements: int = Field(64 * 1024 * 1024, ge=1, description="Larger input tensors get 413.")
     log_level: str = "info"
-    access_log: bool = False
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", description="json: one JSON object per line; console: readable; auto: json unless on a terminal."
+    )
+    access_log: bool = Field(False, description="Log every request: method, path, status, duration, model.")
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OpenTelemetry collector (OTLP over HTTP), e.g. http://127.0.0.1:4318: trace every inference. "
+        "Unset: no tracing, nothing imported.",
+    )
+    trace_sample_ratio: float = Field(
+        1.0, ge=0, le=1, description="Share of requests without a sampled parent that are traced."
+    )
     proxy_headers: bool = Field(False, description="Trust X-Forwarded-For/Proto from a proxy in front of Ferry.")
     metrics: bool = Field(True, description="Serve Prometheus metrics on /metrics (FERRY_METRICS=false: off).")
     auth: bool = Field(

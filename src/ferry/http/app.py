@@ -21,6 +21,7 @@ from ferry import __version__
 from ferry.dataplane import DataPlane
 from ferry.http import docs as api_docs
 from ferry.http import docs_page, keys, session, v1, v2
+from ferry.http.access import RequestContext
 from ferry.http.errors import install_error_handlers
 from ferry.http.gate import Gate
 from ferry.http.headers import SecurityHeaders
@@ -33,6 +34,7 @@ from ferry.settings import Settings
 
 if TYPE_CHECKING:
     from ferry.registry.keys import KeyStore
+    from ferry.tracing import InferTracing
 
 log = logging.getLogger("ferry.http")
 
@@ -53,6 +55,7 @@ def create_app(
     models: ModelManager,
     auth: Authenticator | None = None,
     audit: KeyStore | None = None,
+    tracing: InferTracing | None = None,
 ) -> FerryApp:
     """The inference endpoints in front of the FastAPI app that serves everything else,
     behind the security headers (and CORS, when origins are allowed). ``auth`` None: no
@@ -60,7 +63,11 @@ def create_app(
     default the key store, once ``auth`` has opened it."""
     if settings.auth and auth is None:
         raise ValueError("authentication is on, but no Authenticator was given")
-    api = _create_api(settings, models, auth)
+    if tracing is None and settings.otlp_endpoint:
+        from ferry.tracing import InferTracing
+
+        tracing = InferTracing.otlp(settings.otlp_endpoint, settings.trace_sample_ratio)
+    api = _create_api(settings, models, auth, tracing)
 
     def audit_store() -> KeyStore | None:
         return audit if audit is not None else auth.store if auth is not None else None
@@ -73,7 +80,7 @@ def create_app(
         from ferry.http.uploads import UploadLimit
 
         app = UploadLimit(app, settings.max_upload_bytes)
-    app = InferEndpoints(app, api.state.dataplane, settings, auth)
+    app = InferEndpoints(app, api.state.dataplane, settings, auth, tracing)
     if settings.cors_origins:
         app = CORSMiddleware(
             app,
@@ -83,7 +90,7 @@ def create_app(
             expose_headers=["Inference-Header-Content-Length", "Retry-After", "X-Request-ID"],
             max_age=600,
         )
-    return FerryApp(SecurityHeaders(app), api)
+    return FerryApp(RequestContext(SecurityHeaders(app), settings.access_log), api)
 
 
 class FerryApp:
@@ -115,7 +122,9 @@ def _serve_metrics(app: FastAPI, models: ModelManager, settings: Settings) -> No
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
 
-def _create_api(settings: Settings, models: ModelManager, auth: Authenticator | None) -> FastAPI:
+def _create_api(
+    settings: Settings, models: ModelManager, auth: Authenticator | None, tracing: InferTracing | None
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in the background: /v2/health/live answers at once, ready once loaded.
@@ -133,6 +142,8 @@ def _create_api(settings: Settings, models: ModelManager, auth: Authenticator | 
                     task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await models.close(settings.graceful_timeout_s)
+            if tracing is not None:
+                await asyncio.to_thread(tracing.shutdown)  # send the spans still buffered
 
     app = FastAPI(
         title="Ferry",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -18,12 +18,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ferry.codecs.v1 import V1Codec
 from ferry.codecs.v2 import V2Codec, V2Payload
 from ferry.dataplane import DataPlane
-from ferry.errors import FerryError
+from ferry.errors import CLIENT_CLOSED, FerryError
+from ferry.http.access import INFO_KEY
 from ferry.http.body import ClientDisconnected, read_body, unless_disconnected
 from ferry.http.errors import INTERNAL_ERROR, error_headers, is_server_fault
+from ferry.requestinfo import RequestInfo
 from ferry.security.auth import Authenticator
 from ferry.security.keys import Scope as KeyScope
 from ferry.settings import Settings
+
+if TYPE_CHECKING:
+    from ferry.tracing import InferTracing
 
 log = logging.getLogger("ferry.http")
 
@@ -43,10 +48,18 @@ class InferEndpoints:
     """``POST /v2/models/{m}[/versions/{v}]/infer`` and ``POST /v1/models/{m}:predict``."""
 
     def __init__(
-        self, app: ASGIApp, dataplane: DataPlane, settings: Settings, auth: Authenticator | None = None
+        self,
+        app: ASGIApp,
+        dataplane: DataPlane,
+        settings: Settings,
+        auth: Authenticator | None = None,
+        tracing: InferTracing | None = None,
     ) -> None:
         self.app = app
         self._auth = auth
+        self._tracing = tracing
+        # A RequestInfo is made per request only when something reads it.
+        self._want_info = settings.access_log or tracing is not None
         self._plane = dataplane
         self._limit = settings.max_body_bytes
         self._v2 = V2Codec(settings.max_tensor_elements)
@@ -62,36 +75,59 @@ class InferEndpoints:
             await self.app(scope, receive, send)
         elif scope["method"] != "POST":
             await self._respond(send, _not_allowed())
-        elif v2 is not None:
-            await self._respond(send, self._infer_v2(scope, receive, v2["name"], v2["version"]))
-        elif v1 is not None:
-            await self._respond(send, self._predict_v1(scope, receive, v1["name"]))
+        elif not self._want_info:
+            if v2 is not None:
+                await self._respond(send, self._infer_v2(scope, receive, v2["name"], v2["version"], None))
+            elif v1 is not None:
+                await self._respond(send, self._predict_v1(scope, receive, v1["name"], None))
+        else:
+            await self._observed(scope, receive, send, v2, v1)
 
-    async def _infer_v2(self, scope: Scope, receive: Receive, name: str, version: str | None) -> _Answer:
+    async def _observed(
+        self, scope: Scope, receive: Receive, send: Send, v2: re.Match[str] | None, v1: re.Match[str] | None
+    ) -> None:
+        """The same, with a RequestInfo for the access log and tracing."""
+        match = v2 if v2 is not None else v1
+        assert match is not None
+        info = RequestInfo(protocol="v2" if v2 is not None else "v1", model=match["name"])
+        scope.setdefault("state", {})[INFO_KEY] = info
+        if v2 is not None:
+            status = await self._respond(send, self._infer_v2(scope, receive, v2["name"], v2["version"], info))
+            route = "/v2/models/{name}" + ("/versions/{version}" if v2["version"] else "") + "/infer"
+        else:
+            status = await self._respond(send, self._predict_v1(scope, receive, match["name"], info))
+            route = "/v1/models/{name}:predict"
+        if self._tracing is not None:
+            self._tracing.record(info, route, scope["headers"], status)
+
+    async def _infer_v2(
+        self, scope: Scope, receive: Receive, name: str, version: str | None, info: RequestInfo | None
+    ) -> _Answer:
         if self._auth is not None:  # before the body is read
             self._auth.check(scope["headers"], KeyScope.INFER, name)
         length, encoding, header_length = _headers(scope)
         body = await read_body(receive, length, encoding, self._plane.models.body_limit(name, self._limit))
         payload = V2Payload(body, header_length)
-        encoded = await unless_disconnected(receive, self._plane.infer(name, version, payload, self._v2))
+        encoded = await unless_disconnected(receive, self._plane.infer(name, version, payload, self._v2, info))
         headers = [(b"content-type", _BINARY if encoded.header_length is not None else _JSON)]
         if encoded.header_length is not None:
             headers.append((b"inference-header-content-length", str(encoded.header_length).encode()))
         return 200, headers, encoded.body
 
-    async def _predict_v1(self, scope: Scope, receive: Receive, name: str) -> _Answer:
+    async def _predict_v1(self, scope: Scope, receive: Receive, name: str, info: RequestInfo | None) -> _Answer:
         if self._auth is not None:
             self._auth.check(scope["headers"], KeyScope.INFER, name)
         length, encoding, _ = _headers(scope)
         body = await read_body(receive, length, encoding, self._plane.models.body_limit(name, self._limit))
-        encoded = await unless_disconnected(receive, self._plane.infer(name, None, body, self._v1))
+        encoded = await unless_disconnected(receive, self._plane.infer(name, None, body, self._v1, info))
         return 200, [(b"content-type", _JSON)], encoded
 
-    async def _respond(self, send: Send, work: _Work) -> None:
+    async def _respond(self, send: Send, work: _Work) -> int:
+        """Send the answer; its status (499 when the client left first)."""
         try:
             status, headers, body = await work
         except ClientDisconnected:
-            return
+            return CLIENT_CLOSED
         except FerryError as exc:
             status, headers, body = _error(exc)
         except Exception:
@@ -100,6 +136,7 @@ class InferEndpoints:
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        return status
 
 
 _ERROR_500 = orjson.dumps({"error": INTERNAL_ERROR})
