@@ -85,13 +85,17 @@ class DataPlane:
         try:
             return self.models.get(name, version)
         except FerryError as exc:
-            # No version answers: counted with version "", and model "" for a name this
-            # server does not have, so unknown names create no series.
-            if self.models.metrics is not None:
-                known = name if self.models.knows(name) else ""
-                seconds = (time.perf_counter_ns() - started) / 1e9
-                self.models.metrics.unrouted(known, protocol, exc.status, seconds)
+            self.refused(name, protocol, exc.status, started)
             raise
+
+    def refused(self, name: str, protocol: str, status: int, started: int) -> None:
+        """Count a request no version answered: not routed, or refused before routing
+        (no key, too large, wrong method). Counted with version "", and model "" for a
+        name this server does not have, so unknown names create no series."""
+        if self.models.metrics is not None:
+            known = name if self.models.knows(name) else ""
+            seconds = (time.perf_counter_ns() - started) / 1e9
+            self.models.metrics.unrouted(known, protocol, status, seconds)
 
     def _shadow(self, name: str, request: InferRequest, response: InferResponse) -> None:
         shadow = self.models.shadows.get(name)

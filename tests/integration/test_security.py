@@ -370,6 +370,30 @@ def test_refusals_are_counted_in_the_metrics(server: Server) -> None:
     assert client.get("/metrics").status_code == 401
 
 
+
+def test_refused_inference_is_counted_with_its_status(server: Server) -> None:
+    """Inference refused before any version answers (no key, too large, wrong method) is in
+    ferry_requests_total with version "" (model "" for names the server does not have)."""
+    client = server.client
+    reader = _headers(server, "read")
+    name = "ferry_requests_total"
+
+    def count(model: str, code: str) -> float:
+        return _counter(
+            client.get("/metrics", headers=reader).text,
+            name,
+            f'code="{code}",model="{model}",protocol="v2",version=""',
+        )
+
+    before = {(m, c): count(m, c) for m, c in [("scale", "401"), ("", "401"), ("scale", "403"), ("scale", "405")]}
+    client.post("/v2/models/scale/infer", json=BODY)
+    client.post("/v2/models/nope/infer", json=BODY)
+    client.post("/v2/models/scale/infer", json=BODY, headers=reader)
+    client.get("/v2/models/scale/infer", headers=_headers(server, "infer"))
+    for key, was in before.items():
+        assert count(*key) == was + 1, key
+
+
 def test_lists_show_a_limited_key_only_its_models(server: Server) -> None:
     client = server.client
     limited = {"Authorization": f"Bearer {server.keys['other-model']}"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,9 @@ class InferEndpoints:
         if v2 is None and v1 is None:
             await self.app(scope, receive, send)
         elif scope["method"] != "POST":
+            match = v2 if v2 is not None else v1
+            assert match is not None
+            self._plane.refused(match["name"], "v2" if v2 is not None else "v1", 405, time.perf_counter_ns())
             await self._respond(send, _not_allowed())
         elif not self._want_info:
             if v2 is not None:
@@ -103,10 +107,8 @@ class InferEndpoints:
     async def _infer_v2(
         self, scope: Scope, receive: Receive, name: str, version: str | None, info: RequestInfo | None
     ) -> _Answer:
-        if self._auth is not None:  # before the body is read
-            self._auth.check(scope["headers"], KeyScope.INFER, name)
         length, encoding, header_length = _headers(scope)
-        body = await read_body(receive, length, encoding, self._plane.models.body_limit(name, self._limit))
+        body = await self._admit(scope, receive, name, "v2", length, encoding)
         payload = V2Payload(body, header_length)
         encoded = await unless_disconnected(receive, self._plane.infer(name, version, payload, self._v2, info))
         headers = [(b"content-type", _BINARY if encoded.header_length is not None else _JSON)]
@@ -115,12 +117,24 @@ class InferEndpoints:
         return 200, headers, encoded.body
 
     async def _predict_v1(self, scope: Scope, receive: Receive, name: str, info: RequestInfo | None) -> _Answer:
-        if self._auth is not None:
-            self._auth.check(scope["headers"], KeyScope.INFER, name)
         length, encoding, _ = _headers(scope)
-        body = await read_body(receive, length, encoding, self._plane.models.body_limit(name, self._limit))
+        body = await self._admit(scope, receive, name, "v1", length, encoding)
         encoded = await unless_disconnected(receive, self._plane.infer(name, None, body, self._v1, info))
         return 200, [(b"content-type", _JSON)], encoded
+
+    async def _admit(
+        self, scope: Scope, receive: Receive, name: str, protocol: str, length: str | None, encoding: str | None
+    ) -> bytes:
+        """The key check, before the body is read, then the body within the model's limit.
+        A refusal here (401/403/429, 413, 400) is counted like any answer."""
+        started = time.perf_counter_ns()
+        try:
+            if self._auth is not None:
+                self._auth.check(scope["headers"], KeyScope.INFER, name)
+            return await read_body(receive, length, encoding, self._plane.models.body_limit(name, self._limit))
+        except FerryError as exc:
+            self._plane.refused(name, protocol, exc.status, started)
+            raise
 
     async def _respond(self, send: Send, work: _Work) -> int:
         """Send the answer; its status (499 when the client left first)."""
