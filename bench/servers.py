@@ -35,7 +35,7 @@ MODELS = ("mlp", "cnn")
 ORT_THREADS: dict[str, int] = {"mlp": 1, "cnn": 2}
 
 # Extra `ferry serve` flags. --no-auth: none of the peers checks an API key, so Ferry
-# does not either here; what a key check costs is measured by bench/auth_overhead.py.
+# does not either here; what a key check costs is measured by bench/overhead.py (--feature auth).
 FERRY_FLAGS: list[str] = ["--no-auth"]
 
 # Each model's config.yaml in Ferry's model repository (keys: see README "config.yaml").
