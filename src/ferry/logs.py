@@ -11,6 +11,7 @@ import sys
 from contextvars import ContextVar
 from typing import Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from ferry.settings import Settings
@@ -24,7 +25,9 @@ CONTEXT_FIELDS = ("request_id", "method", "path", "status", "duration_ms", "mode
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:
-            record.request_id = REQUEST_ID.get()
+            request_id = REQUEST_ID.get()
+            if request_id is not None:
+                record.request_id = request_id
         return True
 
 
@@ -46,6 +49,8 @@ def json_formatter() -> logging.Formatter:
         "{levelname}{name}{message}",
         style="{",
         rename_fields={"levelname": "level", "name": "logger", "message": "event"},
+        # uvicorn adds a copy of its message with terminal colour codes: noise in JSON.
+        reserved_attrs=[*RESERVED_ATTRS, "color_message"],
         timestamp=True,
     )
 

@@ -127,6 +127,8 @@ class ModelManager:
 
         gauges = []
         for name, model in sorted(self._models.items()):
+            if model.unloaded:  # unloaded on purpose: nothing to be ready, nothing to alert on
+                continue
             loaded = self._loaded_versions(name, model)
             latest = model.routes.latest
             default = latest.version if latest is not None and not model.unloaded else None

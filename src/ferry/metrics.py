@@ -42,6 +42,8 @@ PROTOCOLS = ("v2", "v1")
 # Seconds: from 0.5 ms (a small model's whole request) to 30 s (the default timeout).
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# ferry.security.auth's refusal reasons (ferry_auth_denied_requests_total{reason})
+DENIAL_REASONS = ("missing", "invalid", "revoked", "expired", "csrf", "scope", "model", "rate_limited")
 
 
 def status_of(exc: BaseException) -> int:
@@ -104,6 +106,9 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # Every reason from the start, at 0: rate() and increase() then see the first refusal.
+        for reason in DENIAL_REASONS:
+            self.auth_denials.labels(reason)
         # key_id: bounded by the keys an admin made, unlike a client-chosen value.
         self.rate_limited = Counter(
             "ferry_rate_limited_requests",

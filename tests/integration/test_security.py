@@ -370,7 +370,6 @@ def test_refusals_are_counted_in_the_metrics(server: Server) -> None:
     assert client.get("/metrics").status_code == 401
 
 
-
 def test_refused_inference_is_counted_with_its_status(server: Server) -> None:
     """Inference refused before any version answers (no key, too large, wrong method) is in
     ferry_requests_total with version "" (model "" for names the server does not have)."""

@@ -120,6 +120,7 @@ class Authenticator:
         if self.store is not None:
             keys = {key.key_id: key for key in self.store.all()}
             self._snapshot = (keys, {})
+            log.debug("read %d API keys", len(keys))
 
     async def refresh_forever(self) -> None:
         while True:
