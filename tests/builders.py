@@ -156,3 +156,37 @@ def repository(root: Path) -> Path:
     digits_skops(root / "digits" / "1" / "model.skops")
     python_model(root / "upper" / "1")
     return root
+
+
+def colour_classifier_onnx(path: Path, size: int = 8, channels: int = 3, layout: str = "NCHW") -> Path:
+    """An "image classifier" without training: logits = the mean of each colour channel,
+    so a red picture is class 0, green 1, blue 2. Input ``image`` FP32, [N, C, H, W] or
+    [N, H, W, C]; output ``logits`` [N, C]."""
+    axes = [2, 3] if layout == "NCHW" else [1, 2]
+    dims: list[int | str] = ["batch", channels, size, size] if layout == "NCHW" else ["batch", size, size, channels]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Constant", [], ["axes"], value=helper.make_tensor("a", TensorProto.INT64, [2], axes)),
+            helper.make_node("ReduceMean", ["image", "axes"], ["logits"], keepdims=0),
+        ],
+        "colours",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", channels])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def png(colour: tuple[int, int, int], size: tuple[int, int] = (20, 12), mode: str = "RGB", fmt: str = "PNG") -> bytes:
+    """An encoded picture of one colour."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new(mode, size, colour if mode == "RGB" else colour[0]).save(buffer, format=fmt)
+    return buffer.getvalue()

@@ -39,6 +39,41 @@ class TensorConfig(BaseModel):
         return TensorSpec(self.name, self.datatype, tuple(self.shape))
 
 
+class ImageConfig(BaseModel):
+    """How an encoded image (JPEG, PNG, WebP, ...) becomes the model's input tensor."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["RGB", "L"] = Field("RGB", description="Colour mode: RGB (3 channels) or L (grayscale, 1).")
+    size: tuple[int, int] | None = Field(
+        None, description="[width, height] the model takes; default: from the model's input shape."
+    )
+    resize: int | None = Field(
+        None, ge=1, description="Resize the shorter side to this first (keeping the aspect), then center-crop to size."
+    )
+    scale: float = Field(1 / 255, description="Pixel values (0-255) are multiplied by this.")
+    mean: list[float] | None = Field(None, description="Subtracted per channel, after scaling.")
+    std: list[float] | None = Field(None, description="Divided per channel, after the mean.")
+    layout: Literal["NCHW", "NHWC"] | None = Field(None, description="Default: from the model's input shape.")
+    max_pixels: int = Field(40_000_000, ge=1, description="Larger images are refused (400) before they are decoded.")
+
+
+class PreprocessStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input: str | None = Field(None, description="The model input it feeds; default: the model's only input.")
+    image: ImageConfig
+
+
+class PostprocessStep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    output: str | None = Field(None, description="The model output holding class scores; default: its only one.")
+    labels: list[str] | str = Field(description="Class names in index order, or a file of one name per line.")
+    top_k: int = Field(5, ge=1, description="Add outputs `classes` and `scores`: the k best, best first.")
+    softmax: bool = Field(False, description="Turn the output's logits into probabilities first.")
+
+
 class ModelConfig(BaseModel):
     """Every key is optional; the defaults suit a small model on a small machine."""
 
@@ -68,6 +103,8 @@ class ModelConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0, description="Intra-op threads per instance; 0 = runtime default.")
     warmup: bool = True
+    preprocess: list[PreprocessStep] = Field(default_factory=list)
+    postprocess: list[PostprocessStep] = Field(default_factory=list)
 
 
 def load_config(path: Path) -> ModelConfig:
@@ -79,7 +116,33 @@ def load_config(path: Path) -> ModelConfig:
         return ModelConfig()
     if not isinstance(raw, dict):
         raise ConfigError(f"{path.name}: must be a mapping of keys to values")
-    return parse_config(raw, path.name)
+    config = parse_config(raw, path.name)
+    for step in config.postprocess:
+        if isinstance(step.labels, str):
+            step.labels = read_labels(path.parent, step.labels)
+    return config
+
+
+MAX_LABELS_BYTES = 4 * 1024 * 1024
+
+
+def read_labels(folder: Path, name: str) -> list[str]:
+    """One class name per line (blank lines at the end ignored), from a file beside
+    config.yaml; the name may not leave that folder."""
+    path = (folder / name).resolve()
+    if folder.resolve() not in path.parents:
+        raise ConfigError(f"labels file {name!r} must be beside config.yaml")
+    try:
+        if path.stat().st_size > MAX_LABELS_BYTES:
+            raise ConfigError(f"labels file {name!r} is over {MAX_LABELS_BYTES} bytes")
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"labels file {name!r}: cannot read it: {exc}") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise ConfigError(f"labels file {name!r} is empty")
+    return [line.strip() for line in lines]
 
 
 def parse_config(raw: dict[str, object], where: str = "config") -> ModelConfig:

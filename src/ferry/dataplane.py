@@ -3,6 +3,7 @@ protocols report. Read ``infer`` top to bottom to follow a request."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -13,6 +14,7 @@ from ferry.errors import FerryError, InvalidInput, ModelFailed
 from ferry.inference import InferRequest, InferResponse
 from ferry.manager import LoadedVersion, ModelManager
 from ferry.metrics import status_of
+from ferry.pipeline import classification
 from ferry.requestinfo import RequestInfo
 from ferry.signature import Signature, check_inputs
 
@@ -57,14 +59,24 @@ class DataPlane:
             request = codec.decode(payload, model.signature)
             check_inputs(model.signature, request.inputs, model.config.max_tensor_elements)
             wanted = _output_names(model, request)
+            inputs = request.inputs
+            pipeline = model.pipeline
+            # preprocess (images, a Python model's own step), per request, in a thread
+            if pipeline is not None and pipeline.changes_inputs:
+                inputs = await asyncio.to_thread(pipeline.preprocess, inputs)
+                if pipeline.images:
+                    check_inputs(pipeline.model_signature, inputs)
             if info is not None:
                 info.decoded = time.perf_counter_ns()
             # batch -> predict: queue with concurrent requests, run in a worker thread
-            outputs = await model.batcher.submit(request.inputs, request.timeout_s, info)
+            outputs = await model.batcher.submit(inputs, request.timeout_s, info)
+            # postprocess: class names and scores, a Python model's own step
+            if pipeline is not None:
+                outputs = pipeline.postprocess(outputs)
             response = InferResponse(
                 model_name=model.name,
                 model_version=model.version,
-                outputs=_select(model.signature, outputs, wanted),
+                outputs=_select(model, outputs, wanted, request),
                 id=request.id,
             )
             # encode in the caller's wire format
@@ -174,17 +186,25 @@ def _output_names(model: LoadedVersion, request: InferRequest) -> list[str]:
     return names
 
 
-def _select(signature: Signature, outputs: dict[str, np.ndarray], wanted: list[str]) -> dict[str, np.ndarray]:
+def _select(
+    model: LoadedVersion, outputs: dict[str, np.ndarray], wanted: list[str], request: InferRequest
+) -> dict[str, np.ndarray]:
     """The requested outputs, in the datatypes the metadata advertises (a Python model
-    that computes FP64 for a declared FP32 output answers FP32)."""
+    that computes FP64 for a declared FP32 output answers FP32); an output requested
+    with ``"classification": k`` as Triton's ``"score:index:label"`` strings."""
     missing = [n for n in wanted if n not in outputs]
     if missing:
         raise ModelFailed(f"the model did not return output(s) {', '.join(missing)}")
+    classify = {
+        o.name: o.parameters["classification"] for o in request.outputs or () if "classification" in o.parameters
+    }
     selected = {}
     for name in wanted:
         array = outputs[name]
-        spec = signature.output(name)
-        if spec is not None and spec.datatype != "BYTES" and array.dtype != spec.dtype:
+        spec = model.signature.output(name)
+        if name in classify:
+            array = classification(name, array, classify[name], model.pipeline)
+        elif spec is not None and spec.datatype != "BYTES" and array.dtype != spec.dtype:
             array = array.astype(spec.dtype)
         selected[name] = array
     return selected

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from ferry.batching import Batcher
 from ferry.config import ModelConfig
-from ferry.errors import InvalidInput, NotFound, Unavailable
+from ferry.errors import ConfigError, InvalidInput, NotFound, Unavailable
+from ferry.pipeline import Pipeline, build_pipeline
 from ferry.routing import WeightedChoice
 from ferry.shadow import Shadow, ShadowRecord
 from ferry.signature import Signature
@@ -43,6 +44,9 @@ class LoadedVersion:
     stats: ModelStats
     batchable: bool
     warmup_ms: float
+    # Pre- and post-processing (ferry.pipeline); None: the model takes what clients send.
+    # ``signature`` above is what clients see, after the pipeline.
+    pipeline: Pipeline | None = None
 
 
 @dataclass
@@ -468,6 +472,12 @@ class ModelManager:
         runtime_name = source.runtime_for(version)
         config = source.config
         runtimes, warmup_ms = await asyncio.to_thread(build_runtimes, runtime_name, version.path, config)
+        try:
+            pipeline = build_pipeline(config, runtimes[0].signature, getattr(runtimes[0], "hooks", None))
+        except ConfigError:
+            for runtime in runtimes:
+                runtime.close()
+            raise
         key = str(version.version)
         stats = ModelStats(self.metrics.version(source.name, key) if self.metrics is not None else None)
         batcher = Batcher(
@@ -484,10 +494,11 @@ class ModelManager:
             name=source.name,
             version=key,
             platform=source.platform_for(version),
-            signature=runtimes[0].signature,
+            signature=pipeline.signature if pipeline is not None else runtimes[0].signature,
             config=config,
             batcher=batcher,
             stats=stats,
             batchable=runtimes[0].batchable and config.max_batch_size > 1,
             warmup_ms=warmup_ms,
+            pipeline=pipeline,
         )

@@ -16,7 +16,9 @@ class Model:
     Declare ``inputs`` and ``outputs`` (or put them in config.yaml), load what you need
     in ``load()``, and answer in ``predict()``. With ``batchable = True`` the first axis
     of every tensor is the batch: Ferry stacks concurrent requests along it and splits
-    your outputs back, so ``predict`` must return one row per input row.
+    your outputs back, so ``predict`` must return one row per input row. Optional
+    ``preprocess`` and ``postprocess`` run per request around the batched ``predict``
+    (parse text, tokenise, decode a file; turn scores into names).
     """
 
     inputs: ClassVar[list[TensorSpec] | None] = None
@@ -31,8 +33,18 @@ class Model:
     def load(self) -> None:
         """Read weights and build whatever predict() needs; called once per instance."""
 
+    def preprocess(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One request's inputs as the client sent them (the declared ``inputs``) -> what
+        ``predict`` takes. Runs per request, in a worker thread, before batching; it may
+        run for several requests at once, so keep it free of shared state."""
+        return inputs
+
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError(f"{type(self).__name__} must implement predict()")
+
+    def postprocess(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One request's rows of ``predict``'s outputs -> the declared ``outputs``."""
+        return outputs
 
     def close(self) -> None:
         """Release what load() acquired."""

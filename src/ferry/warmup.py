@@ -29,6 +29,17 @@ def build_runtimes(runtime_name: str, path: Path, config: ModelConfig) -> tuple[
     if not config.warmup:
         return runtimes, 0.0
     inputs = synthetic_inputs(runtimes[0].signature.inputs)
+    hooks = getattr(runtimes[0], "hooks", None)
+    if hooks is not None:  # a Python model's predict takes what its preprocess makes
+        try:
+            inputs = hooks.preprocess(inputs)
+        except Exception as exc:
+            for r in runtimes:
+                r.close()
+            raise ConfigError(
+                f"warm-up: preprocess refused synthetic inputs ({type(exc).__name__}: {exc}); "
+                "set warmup: false in config.yaml"
+            ) from None
     started = time.perf_counter()
     for runtime in runtimes:
         try:

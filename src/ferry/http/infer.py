@@ -107,9 +107,9 @@ class InferEndpoints:
     async def _infer_v2(
         self, scope: Scope, receive: Receive, name: str, version: str | None, info: RequestInfo | None
     ) -> _Answer:
-        length, encoding, header_length = _headers(scope)
+        length, encoding, header_length, content_type = _headers(scope)
         body = await self._admit(scope, receive, name, "v2", length, encoding)
-        payload = V2Payload(body, header_length)
+        payload = V2Payload(body, header_length, content_type)
         encoded = await unless_disconnected(receive, self._plane.infer(name, version, payload, self._v2, info))
         headers = [(b"content-type", _BINARY if encoded.header_length is not None else _JSON)]
         if encoded.header_length is not None:
@@ -117,7 +117,7 @@ class InferEndpoints:
         return 200, headers, encoded.body
 
     async def _predict_v1(self, scope: Scope, receive: Receive, name: str, info: RequestInfo | None) -> _Answer:
-        length, encoding, _ = _headers(scope)
+        length, encoding, _, _ = _headers(scope)
         body = await self._admit(scope, receive, name, "v1", length, encoding)
         encoded = await unless_disconnected(receive, self._plane.infer(name, None, body, self._v1, info))
         return 200, [(b"content-type", _JSON)], encoded
@@ -161,9 +161,10 @@ async def _not_allowed() -> _Answer:
     return 405, [(b"content-type", _JSON), (b"allow", b"POST")], body
 
 
-def _headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
-    """Content-Length, Content-Encoding and Inference-Header-Content-Length, in one pass."""
-    length = encoding = header_length = None
+def _headers(scope: Scope) -> tuple[str | None, str | None, str | None, str | None]:
+    """Content-Length, Content-Encoding, Inference-Header-Content-Length and Content-Type,
+    in one pass."""
+    length = encoding = header_length = content_type = None
     for key, value in scope["headers"]:
         if key == b"content-length":
             length = value.decode("latin-1")
@@ -171,7 +172,9 @@ def _headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
             encoding = value.decode("latin-1")
         elif key == b"inference-header-content-length":
             header_length = value.decode("latin-1")
-    return length, encoding, header_length
+        elif key == b"content-type":
+            content_type = value.decode("latin-1")
+    return length, encoding, header_length, content_type
 
 
 def _error(exc: FerryError) -> _Answer:

@@ -23,6 +23,10 @@ class PythonRuntime:
         self._model = model
         self.signature = signature
         self.batchable = bool(type(model).batchable) and signature.batch_axis
+        kind = type(model)
+        overrides = kind.preprocess is not Model.preprocess or kind.postprocess is not Model.postprocess
+        # The model's own per-request steps, for ferry.pipeline (None: it has none).
+        self.hooks: Model | None = model if overrides else None
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
