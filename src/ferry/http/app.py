@@ -46,7 +46,12 @@ for Triton and KServe (`tritonclient`, the KServe SDK) work unchanged, plus a KS
 * Every error is `{"error": "<message>"}`: 400 bad input, 404 unknown model or version,
   413 too large, 503 not ready or overloaded (with `Retry-After`).
 * Inference accepts JSON tensors and the binary tensor extension
-  (`Inference-Header-Content-Length`), in both directions.
+  (`Inference-Header-Content-Length`), in both directions, and multipart form uploads
+  (one field per BYTES input).
+* A model's metadata is what clients send and get: an image model (config.yaml
+  `preprocess`) takes BYTES of encoded images; `postprocess` adds `classes` and `scores`.
+  Requesting an output with `"parameters": {"classification": k}` answers Triton's
+  `"score:index:label"` strings.
 """
 
 

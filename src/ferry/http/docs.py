@@ -165,6 +165,16 @@ INFER_REQUEST: dict[str, Any] = {
                 "schema": {"type": "string", "format": "binary"},
                 "description": _BINARY_NOTE,
             },
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string", "format": "binary"},
+                    "description": "One field per BYTES input, named after it; a field given several times is "
+                    "several rows. For image models (their input is BYTES [-1]): "
+                    "`curl -F image=@cat.png .../v2/models/m/infer`.",
+                },
+                "examples": {"image": {"summary": "An image upload", "value": {"image": "<the file>"}}},
+            },
         },
     },
     "parameters": [
