@@ -248,3 +248,12 @@ def test_softmax_and_top_k_numbers() -> None:
     probabilities = softmax(np.array([[1.0, 2.0, 3.0]], dtype=np.float32))
     assert probabilities.sum() == pytest.approx(1.0)
     assert top_indices(probabilities, 2).tolist() == [[2, 1]]
+
+
+def test_v1_predict_takes_base64_images(client: TestClient) -> None:
+    import base64
+
+    instances = [{"b64": base64.b64encode(png(colour)).decode()} for colour in (BLUE, RED)]
+    answer = client.post("/v1/models/colours:predict", json={"instances": instances})
+    assert answer.status_code == 200, answer.text
+    assert [p["classes"][0] for p in answer.json()["predictions"]] == ["blue", "red"]
