@@ -15,11 +15,13 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[sklearn,torch,dev]'
+	$(BIN)/pip install --quiet -e '.[sklearn,torch,text,dev]'
 	touch $(STAMP)
 
+# Each example trains or exports its model offline into examples/models/ (gitignored).
 examples: install
 	$(BIN)/python examples/digits/build.py
+	$(BIN)/python examples/text/build.py
 
 run: install examples
 	$(BIN)/ferry serve examples/models --host 127.0.0.1 --port $(PORT)
