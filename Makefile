@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 # Each example trains or exports its model offline into examples/models/ (gitignored).
 examples: install
 	$(BIN)/python examples/digits/build.py
+	$(BIN)/python examples/iris/build.py
+	$(BIN)/python examples/custom/build.py
 	$(BIN)/python examples/text/build.py
 
 run: install examples
