@@ -23,6 +23,7 @@ examples: install
 	$(BIN)/python examples/digits/build.py
 	$(BIN)/python examples/iris/build.py
 	$(BIN)/python examples/custom/build.py
+	$(BIN)/python examples/shapes/build.py
 	$(BIN)/python examples/text/build.py
 
 run: install examples
