@@ -56,6 +56,7 @@ class ImageConfig(BaseModel):
     std: list[float] | None = Field(None, description="Divided per channel, after the mean.")
     layout: Literal["NCHW", "NHWC"] | None = Field(None, description="Default: from the model's input shape.")
     max_pixels: int = Field(40_000_000, ge=1, description="Larger images are refused (400) before they are decoded.")
+    max_images: int = Field(64, ge=1, description="More images in one request are refused (413).")
 
 
 class PreprocessStep(BaseModel):

@@ -3,7 +3,6 @@ protocols report. Read ``infer`` top to bottom to follow a request."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -63,7 +62,7 @@ class DataPlane:
             pipeline = model.pipeline
             # preprocess (images, a Python model's own step), per request, in a thread
             if pipeline is not None and pipeline.changes_inputs:
-                inputs = await asyncio.to_thread(pipeline.preprocess, inputs)
+                inputs = await pipeline.run_preprocess(inputs)
                 if pipeline.images:
                     check_inputs(pipeline.model_signature, inputs)
             if info is not None:

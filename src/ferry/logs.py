@@ -7,6 +7,7 @@ keys: what goes into a line is chosen where it is written, never dumped from a r
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from typing import Any
@@ -39,8 +40,20 @@ class ConsoleFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        extra = [f"{name}={value}" for name in CONTEXT_FIELDS if (value := getattr(record, name, None)) is not None]
+        extra = [
+            f"{name}={_one_line(value)}"
+            for name in CONTEXT_FIELDS
+            if (value := getattr(record, name, None)) is not None
+        ]
         return f"{text} {' '.join(extra)}" if extra else text
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(value: object) -> str:
+    """A client-chosen value (a decoded path may hold %0A) cannot start a forged line."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
 
 
 def json_formatter() -> logging.Formatter:

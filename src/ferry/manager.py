@@ -368,6 +368,9 @@ class ModelManager:
 
     async def _drain(self, versions: list[LoadedVersion], timeout_s: float | None = None) -> None:
         await asyncio.gather(*(v.batcher.drain(timeout_s) for v in versions))
+        for v in versions:
+            if v.pipeline is not None:
+                v.pipeline.close()
         if self.metrics is not None:
             for v in versions:
                 self.metrics.unloaded(v.name, v.version)

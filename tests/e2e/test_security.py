@@ -731,10 +731,12 @@ def test_audit_shows_key_changes_and_refusals(keyed: Keyed, infer_key: str) -> N
         rows = audit_rows(keyed, "--result", "denied")
         assert {row["RESULT"] for row in rows} <= {"denied"}
         found = {(r["KEY"], r["ACTION"], r["STATUS"]) for r in rows}
-        wanted = {(f"app ({infer_id})", "list_keys", "403"), ("-", "list_keys", "401")}
-        return found if wanted <= found else None
+        return found if (f"app ({infer_id})", "list_keys", "403") in found else None
 
-    eventually(refusals)
+    found = eventually(refusals)
+    # Without a valid key, a refusal is counted in the metrics, not written down: anyone
+    # could fill the table with them.
+    assert ("-", "list_keys", "401") not in found
 
 
 def test_keys_without_an_api_key_exit_with_1(keyed: Keyed) -> None:

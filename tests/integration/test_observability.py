@@ -189,3 +189,17 @@ def test_console_format_is_readable(repo: Path) -> None:
     assert " INFO ferry.access: request request_id=tty-1 method=POST path=/v2/models/scale/infer status=200" in line
     assert "model=scale version=1" in line
     assert not line.startswith("{")
+
+
+def test_console_lines_cannot_be_forged_through_the_path(repo: Path) -> None:
+    stream = io.StringIO()
+    settings = Settings(auth=False, access_log=True, log_format="console")
+    logs.configure(settings, stream)
+    try:
+        with TestClient(create_app(settings, ModelManager([repo]))) as client:
+            wait_ready(client)
+            client.get("/nothing%0A2026-11-21%2023:59:59%20WARNING%20ferry.security:%20forged")
+    finally:
+        logging.getLogger().handlers.clear()
+    assert not any(line.startswith("2026-11-21 23:59:59 WARNING") for line in stream.getvalue().splitlines())
+    assert "\\x0a2026-11-21" in stream.getvalue()

@@ -257,3 +257,28 @@ def test_v1_predict_takes_base64_images(client: TestClient) -> None:
     answer = client.post("/v1/models/colours:predict", json={"instances": instances})
     assert answer.status_code == 200, answer.text
     assert [p["classes"][0] for p in answer.json()["predictions"]] == ["blue", "red"]
+
+
+def test_review_findings_on_images(client: TestClient) -> None:
+    """A 200000x1 picture is not scaled up whole before the crop; an empty list is a 400;
+    too many images a 413; a 16-bit PNG is scaled, not clipped."""
+    import time as clock
+
+    strip = io.BytesIO()
+    Image.new("RGB", (200_000, 1), (10, 200, 10)).save(strip, format="PNG")
+    started = clock.perf_counter()
+    answer = client.post("/v2/models/gray/infer", files={"image": ("s.png", strip.getvalue(), "image/png")})
+    assert answer.status_code == 200 and clock.perf_counter() - started < 5
+    empty = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [0], "data": []}]}
+    assert "no image" in error_of(client.post("/v2/models/colours/infer", json=empty), 400)
+    many = [("image", (f"{i}.png", png(RED), "image/png")) for i in range(65)]
+    assert "at most 64" in error_of(client.post("/v2/models/colours/infer", files=many), 413)
+    deep = io.BytesIO()
+    Image.fromarray(np.full((4, 4), 32768, dtype=np.uint16)).save(deep, format="PNG")
+    answer = client.post("/v2/models/gray/infer", files={"image": ("d.png", deep.getvalue(), "image/png")})
+    assert answer.json()["outputs"][0]["data"][0] == pytest.approx(128 / 255, abs=0.01)
+
+
+def test_a_form_with_too_many_parts_is_refused_before_parsing(client: TestClient) -> None:
+    files = [("image", (f"{i}.png", b"x", "image/png")) for i in range(300)]
+    assert "parts" in error_of(client.post("/v2/models/colours/infer", files=files), 413)

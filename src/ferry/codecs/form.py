@@ -5,12 +5,13 @@ V2 JSON."""
 
 from __future__ import annotations
 
+import email.message
 import email.parser
 import email.policy
 
 import numpy as np
 
-from ferry.errors import InvalidInput
+from ferry.errors import InvalidInput, PayloadTooLarge
 from ferry.inference import InferRequest
 
 MULTIPART = "multipart/form-data"
@@ -20,7 +21,20 @@ def is_form(content_type: str | None) -> bool:
     return content_type is not None and content_type.lower().startswith(MULTIPART)
 
 
+MAX_PARTS = 256
+
+
 def decode_form(body: bytes, content_type: str) -> InferRequest:
+    """Blocking (MIME parsing is pure Python): the transport runs it in a thread."""
+    header = email.message.EmailMessage()
+    header["Content-Type"] = content_type
+    boundary = header.get_boundary()
+    if not boundary:
+        raise InvalidInput("the multipart form body cannot be read (no boundary)")
+    # Counted before parsing: the parser's time and memory grow with the parts.
+    parts = body.count(b"--" + boundary.encode("latin-1")) - 1
+    if parts > MAX_PARTS:
+        raise PayloadTooLarge(f"the form has {parts} parts; at most {MAX_PARTS} are taken")
     # The standard library's MIME parser reads a form body as a multipart message.
     head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)

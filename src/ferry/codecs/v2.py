@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 
-from ferry.codecs.form import decode_form, is_form
 from ferry.codecs.tensors import array_from_json, array_from_raw, array_to_json, array_to_raw
 from ferry.errors import InvalidInput, PayloadTooLarge
 from ferry.inference import InferRequest, InferResponse, RequestedOutput
@@ -180,7 +179,8 @@ def encode_response(response: InferResponse, request: InferRequest) -> EncodedBo
 class V2Payload:
     body: bytes
     header_length: str | None
-    content_type: str | None = None
+    # A multipart form upload, already parsed (in a thread) by the transport.
+    form: InferRequest | None = None
 
 
 class V2Codec:
@@ -192,9 +192,8 @@ class V2Codec:
         self._max_elements = max_elements
 
     def decode(self, payload: V2Payload, signature: object) -> InferRequest:
-        if is_form(payload.content_type):
-            assert payload.content_type is not None
-            return decode_form(payload.body, payload.content_type)
+        if payload.form is not None:
+            return payload.form
         return decode_request(payload.body, payload.header_length, self._max_elements)
 
     def encode(self, response: InferResponse, request: InferRequest) -> EncodedBody:

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ferry import __version__
 from ferry.dataplane import DataPlane
+from ferry.errors import Forbidden
 from ferry.http import docs as api_docs
 from ferry.http import docs_page, keys, session, v1, v2
 from ferry.http.access import RequestContext
@@ -123,7 +124,10 @@ def _serve_metrics(app: FastAPI, models: ModelManager, settings: Settings) -> No
 
     @app.get("/metrics", include_in_schema=False)
     @requires(None if settings.metrics_public else KeyScope.READ)
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        key = request.scope.get("state", {}).get("key")
+        if key is not None and key.models is not None:  # every model's series is in there
+            raise Forbidden("a key limited to some models cannot read the metrics of all of them")
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
 

@@ -96,6 +96,10 @@ class Gate:
         denied = status in (401, 403, 429)
         if needed not in _CONTROL or (scope["method"] in _READS and not denied):
             return
+        if key is None and self._auth is not None:
+            # No valid key: anyone can send these, as fast as they like, so they are
+            # counted (ferry_auth_denied_requests_total) rather than each written down.
+            return
         store = self._audit_store()
         if store is None:
             return

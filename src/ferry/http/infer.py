@@ -7,6 +7,7 @@ Every other route goes to FastAPI. The OpenAPI description of these endpoints is
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ferry.codecs.form import decode_form, is_form
 from ferry.codecs.v1 import V1Codec
 from ferry.codecs.v2 import V2Codec, V2Payload
 from ferry.dataplane import DataPlane
@@ -109,7 +111,16 @@ class InferEndpoints:
     ) -> _Answer:
         length, encoding, header_length, content_type = _headers(scope)
         body = await self._admit(scope, receive, name, "v2", length, encoding)
-        payload = V2Payload(body, header_length, content_type)
+        form = None
+        if is_form(content_type):
+            assert content_type is not None
+            started = time.perf_counter_ns()
+            try:
+                form = await asyncio.to_thread(decode_form, body, content_type)
+            except FerryError as exc:
+                self._plane.refused(name, "v2", exc.status, started)
+                raise
+        payload = V2Payload(body, header_length, form)
         encoded = await unless_disconnected(receive, self._plane.infer(name, version, payload, self._v2, info))
         headers = [(b"content-type", _BINARY if encoded.header_length is not None else _JSON)]
         if encoded.header_length is not None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ferry.errors import InvalidInput
+from ferry.errors import Forbidden, InvalidInput
 from ferry.http import docs
 from ferry.http.fields import PlainText
 from ferry.http.scopes import requires
@@ -100,6 +100,14 @@ def _auth(request: Request) -> Authenticator:
     return auth
 
 
+def _unrestricted(request: Request) -> None:
+    """Only an admin key without a model list or a rate manages keys: a limited one could
+    otherwise make itself an unlimited one."""
+    key: ApiKey | None = getattr(request.state, "key", None)
+    if key is not None and (key.models is not None or key.rate_per_s is not None):
+        raise Forbidden("a key limited to some models or to a rate cannot manage keys")
+
+
 @router.get("/keys", summary="List API keys (never their secrets)")
 @requires(Scope.ADMIN)
 async def list_keys(request: Request) -> list[KeyOut]:
@@ -113,6 +121,7 @@ async def list_keys(request: Request) -> list[KeyOut]:
 async def create_key(body: NewKey, request: Request, response: Response) -> CreatedKey:
     # The answer holds a secret: no cache (a proxy's or the browser's) may keep it.
     response.headers["Cache-Control"] = "no-store"
+    _unrestricted(request)
     auth = _auth(request)
     assert auth.store is not None
     try:
@@ -143,6 +152,7 @@ async def create_key(body: NewKey, request: Request, response: Response) -> Crea
 )
 @requires(Scope.ADMIN)
 async def revoke_key(key_id: KeyId, request: Request) -> KeyOut:
+    _unrestricted(request)
     auth = _auth(request)
     assert auth.store is not None
     key = await asyncio.to_thread(auth.store.revoke, key_id)

@@ -13,7 +13,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 
-from ferry.errors import InvalidInput, NotFound, PayloadTooLarge
+from ferry.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from ferry.http.fields import PlainText, no_control_characters
 from ferry.http.scopes import requires, visible_to
 from ferry.http.v2 import Config, Name
@@ -191,6 +191,10 @@ async def list_models(request: Request, source: Source, manager: Manager) -> lis
 @requires(Scope.DEPLOY)
 async def create_model(body: NewModel, request: Request, source: Source, manager: Manager) -> ModelOut:
     request.state.audit_target = body.name
+    # The Gate checked the key's model list against the path; this name is in the body.
+    key = getattr(request.state, "key", None)
+    if key is not None and not key.may_use(body.name):
+        raise Forbidden(f"this key may not use model {body.name!r}")
     model = await asyncio.to_thread(source.registry.create_model, body.name, body.description, body.task, body.labels)
     await manager.sync()
     return await asyncio.to_thread(_model_out, source, manager, model)

@@ -5,14 +5,17 @@ batched. Clients see the signature after processing (``Pipeline.signature``)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from ferry.config import ModelConfig
-from ferry.errors import ConfigError, FerryError, InvalidInput, ModelFailed
+from ferry.errors import ConfigError, FerryError, InvalidInput, ModelFailed, Unavailable
 from ferry.pipeline.classify import Classify, triton_classification
 from ferry.signature import Signature
 
@@ -21,6 +24,10 @@ if TYPE_CHECKING:
 
 Tensors = dict[str, np.ndarray]
 log = logging.getLogger("ferry.pipeline")
+# Threads per version for pre-processing (decoding images is CPU work: more threads than
+# cores only queue), and how many requests may wait for them before 503.
+WORKERS = min(4, os.cpu_count() or 1)
+MAX_PENDING_PER_WORKER = 16
 
 
 class Hooks(Protocol):
@@ -41,9 +48,30 @@ class Pipeline:
     # Output name -> class names, for Triton's classification extension.
     labels: dict[str, list[str]] = field(default_factory=dict)
 
+    _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _pending: int = 0
+
     @property
     def changes_inputs(self) -> bool:
         return bool(self.images) or self.hooks is not None
+
+    async def run_preprocess(self, inputs: Tensors) -> Tensors:
+        """``preprocess`` in this version's own few threads, never the event loop's shared
+        pool (key reloads and audit writes run there): slow images from one client cannot
+        starve the rest of the server. Beyond a few requests waiting: 503."""
+        if self._pending >= MAX_PENDING_PER_WORKER * WORKERS:
+            raise Unavailable("the model's pre-processing is busy; retry shortly")
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="ferry-preprocess")
+        self._pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self.preprocess, inputs)
+        finally:
+            self._pending -= 1
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def preprocess(self, inputs: Tensors) -> Tensors:
         """One request's inputs, as clients send them -> as the model takes them. Decoding

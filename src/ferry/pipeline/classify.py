@@ -65,12 +65,11 @@ def triton_classification(name: str, values: np.ndarray, k: object, labels: list
     if values.dtype.kind not in "fiu" or values.ndim == 0:
         raise InvalidInput(f"output {name!r} holds no class scores; it cannot be classified")
     best = top_indices(values, min(k, values.shape[-1]))
-    picked = np.take_along_axis(values, best, axis=-1)
-    out = np.empty(best.shape, dtype=object)
-    for index in np.ndindex(best.shape):
-        cls = int(best[index])
-        text = f"{float(picked[index]):f}:{cls}"
-        if labels is not None and cls < len(labels):
-            text += f":{labels[cls]}"
-        out[index] = text.encode()
-    return out
+    picked = np.take_along_axis(values, best, axis=-1).astype(np.float64)
+    # numpy's string functions loop in C: a million rows take a fraction of a second.
+    text = np.char.add(np.char.add(np.char.mod("%f", picked), ":"), best.astype(str))
+    if labels is not None:
+        names = np.array([*labels, ""], dtype=str)
+        known = np.where(best < len(labels), best, len(labels))
+        text = np.where(best < len(labels), np.char.add(np.char.add(text, ":"), names[known]), text)
+    return text.astype(object)

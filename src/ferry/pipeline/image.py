@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ferry.config import ImageConfig
-from ferry.errors import ConfigError, InvalidInput
+from ferry.errors import ConfigError, InvalidInput, PayloadTooLarge
 from ferry.signature import TensorSpec
 
 # What Pillow may open: the formats people send. Anything else (PSD, EPS via
@@ -56,6 +56,12 @@ class ImageInput:
         """A BYTES tensor [N] of encoded images -> the model's tensor [N, ...]."""
         if images.ndim != 1:
             raise InvalidInput(f"input {self.name!r} takes a list of images: shape [N], not {list(images.shape)}")
+        if images.size == 0:
+            raise InvalidInput(f"input {self.name!r} holds no image")
+        if images.size > self.config.max_images:
+            raise PayloadTooLarge(
+                f"input {self.name!r} holds {images.size} images; this model takes at most {self.config.max_images}"
+            )
         return np.stack([self._one(item, row) for row, item in enumerate(images)])
 
     def _one(self, data: object, row: int) -> np.ndarray:
@@ -64,7 +70,7 @@ class ImageInput:
         raw = data.encode("latin-1") if isinstance(data, str) else bytes(data)
         picture = self._decode(raw, row)
         if self.config.resize is not None:
-            picture = _center_crop(_shorter_side(picture, self.config.resize), self.size)
+            picture = resize_and_crop(picture, self.config.resize, self.size)
         elif picture.size != self.size:
             picture = picture.resize(self.size, Image.Resampling.BILINEAR)
         pixels = np.asarray(picture, dtype=np.float32)
@@ -88,7 +94,7 @@ class ImageInput:
                 )
             picture.load()
             oriented = ImageOps.exif_transpose(picture)  # phone photos: as taken, not as stored
-            return oriented.convert(self.config.mode)
+            return to_8_bit(oriented).convert(self.config.mode)
         except InvalidInput:
             raise
         except Image.DecompressionBombError:
@@ -102,17 +108,25 @@ class ImageInput:
             raise InvalidInput(f"{where}: the image is damaged ({exc})") from None
 
 
-def _shorter_side(picture: Image.Image, side: int) -> Image.Image:
+def to_8_bit(picture: Image.Image) -> Image.Image:
+    """16-bit and float images scaled to 0-255 first: Pillow's convert() would clip them
+    (mid-grey in a 16-bit PNG would become white)."""
+    if picture.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return picture
+    values = np.asarray(picture, dtype=np.float64)
+    top = 65535.0 if picture.mode.startswith("I") else 1.0
+    scaled = np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8)
+    return Image.fromarray(scaled, mode="L")
+
+
+def resize_and_crop(picture: Image.Image, side: int, size: tuple[int, int]) -> Image.Image:
+    """Shorter side to ``side``, then the centre ``size``, in one resize of just the
+    region that survives the crop: a 200000x1 image is never scaled up whole first."""
     width, height = picture.size
     ratio = side / min(width, height)
-    size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
-    return picture.resize(size, Image.Resampling.BILINEAR)
-
-
-def _center_crop(picture: Image.Image, size: tuple[int, int]) -> Image.Image:
-    width, height = picture.size
     w, h = size
-    if w > width or h > height:  # smaller than the crop: stretch instead
+    if w > width * ratio or h > height * ratio:  # smaller than the crop: stretch instead
         return picture.resize(size, Image.Resampling.BILINEAR)
-    left, top = (width - w) // 2, (height - h) // 2
-    return picture.crop((left, top, left + w, top + h))
+    box_w, box_h = w / ratio, h / ratio
+    left, top = (width - box_w) / 2, (height - box_h) / 2
+    return picture.resize(size, Image.Resampling.BILINEAR, box=(left, top, left + box_w, top + box_h))

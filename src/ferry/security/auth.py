@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,6 +97,10 @@ class Authenticator:
         # already checked skips the parse and the hash; only texts that matched a key get
         # in, so the second dict is bounded by the number of keys.
         self._snapshot: tuple[dict[str, ApiKey], dict[str, ApiKey]] | None = None
+        # remember() vs. a reload running in a thread (see reload).
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._remembered: dict[str, tuple[int, ApiKey]] = {}
         self._limiter = RateLimiter()
         self._observers: list[DenialObserver] = []
 
@@ -117,10 +122,21 @@ class Authenticator:
 
     def reload(self) -> None:
         """Read every key from the store (blocking: call it in a thread)."""
-        if self.store is not None:
-            keys = {key.key_id: key for key in self.store.all()}
+        if self.store is None:
+            return
+        with self._lock:
+            generation = self._generation
+        keys = {key.key_id: key for key in self.store.all()}
+        with self._lock:
+            # A key created or revoked here while the query ran may be missing from its
+            # result or stale in it: what this process did meanwhile wins.
+            for key_id, (made, key) in list(self._remembered.items()):
+                if made > generation:
+                    keys[key_id] = key
+                else:
+                    del self._remembered[key_id]
             self._snapshot = (keys, {})
-            log.debug("read %d API keys", len(keys))
+        log.debug("read %d API keys", len(keys))
 
     async def refresh_forever(self) -> None:
         while True:
@@ -132,8 +148,11 @@ class Authenticator:
 
     def remember(self, key: ApiKey) -> None:
         """A key this process created or revoked counts here at once, not after a refresh."""
-        if self._snapshot is not None:
-            self._snapshot = ({**self._snapshot[0], key.key_id: key}, {})
+        with self._lock:
+            self._generation += 1
+            self._remembered[key.key_id] = (self._generation, key)
+            if self._snapshot is not None:
+                self._snapshot = ({**self._snapshot[0], key.key_id: key}, {})
 
     def check(
         self, headers: Sequence[tuple[bytes, bytes]], scope: Scope, model: str | None = None, method: str = "POST"

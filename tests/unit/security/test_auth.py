@@ -102,3 +102,22 @@ def test_a_key_is_refused_in_the_past(store: KeyStore) -> None:
 
     with pytest.raises(InvalidInput, match="future"):
         store.create("x", [Scope.READ], expires_at=utcnow() - timedelta(seconds=1))
+
+
+def test_a_reload_that_raced_a_revocation_does_not_undo_it(store: KeyStore) -> None:
+    """The reload's query ran before the revocation committed, and finished after this
+    process remembered it: the revocation must stand."""
+    auth = Authenticator(lambda: store)
+    auth.start()
+    key, text = store.create("k", [Scope.READ])
+    auth.reload()
+    stale = store.all()  # read before the revocation
+
+    def racing_read() -> list:  # type: ignore[type-arg]
+        auth.remember(store.revoke(key.key_id))  # happens while the query is in flight
+        return stale
+
+    store.all = racing_read  # type: ignore[method-assign]
+    auth.reload()
+    with pytest.raises(Unauthorized, match="revoked"):
+        auth.check(_bearer(text), Scope.READ)

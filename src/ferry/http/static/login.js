@@ -30,9 +30,13 @@
 
   var fromUrl = new URLSearchParams(window.location.hash.slice(1)).get("key");
   if (fromUrl) {
-    // Out of the address bar and the history before anything else happens.
+    // Out of the address bar and the history before anything else happens. The key fills
+    // the form but is not sent until the user clicks: a link someone else made must not
+    // sign this browser in with their key unnoticed.
     window.history.replaceState(null, "", window.location.pathname);
-    login(fromUrl);
+    field.value = fromUrl;
+    status.textContent = "Key " + fromUrl.slice(0, 15) + "... from the link: select Sign in to use it.";
+    form.querySelector("button").focus();
   }
   form.addEventListener("submit", function (event) {
     event.preventDefault();
