@@ -34,15 +34,18 @@ lint: install
 	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
 
-# Debian's prometheus package (prometheus, promtool) for tests/e2e/test_prometheus.py. Its
-# service need not start (there is no systemd in a container): apt-get's exit status is
-# what counts. Without it those tests are skipped, and fail with CI=true.
-PROMETHEUS_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
+# Debian packages the end-to-end tests use: prometheus (prometheus, promtool) for
+# tests/e2e/test_prometheus.py, chromium for the browser tests (Playwright drives it;
+# it never downloads a browser). Services need not start (there is no systemd in a
+# container): apt-get's exit status is what counts. Without them those tests are
+# skipped, and fail with CI=true.
+SYSTEM_PACKAGES := prometheus chromium fonts-dejavu-core
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(SYSTEM_PACKAGES)
 system-deps:
-	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then :; \
-	elif $(PROMETHEUS_INSTALL) || (apt-get update && $(PROMETHEUS_INSTALL)); then :; \
-	elif [ "$$CI" = true ]; then echo "cannot install Debian's prometheus package (CI=true)" >&2; exit 1; \
-	else echo "warning: no prometheus/promtool: tests/e2e/test_prometheus.py will be skipped" >&2; fi
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null && command -v chromium >/dev/null; then :; \
+	elif $(APT_INSTALL) || (apt-get update && $(APT_INSTALL)); then :; \
+	elif [ "$$CI" = true ]; then echo "cannot install Debian's $(SYSTEM_PACKAGES) (CI=true)" >&2; exit 1; \
+	else echo "warning: no prometheus/promtool/chromium: their tests will be skipped" >&2; fi
 
 test: lint system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider

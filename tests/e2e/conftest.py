@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.browser import browser, tab  # noqa: F401 (fixtures for the browser tests)
 from tests.e2e.server import Server, running
 
 

@@ -35,6 +35,7 @@ LOGIN = "login"  # open, but answers 401 unless it is given a valid key to sign 
 EXPECTED: dict[tuple[str, str], Scope | str | None] = {
     ("GET", "/"): None,
     ("GET", "/docs"): None,
+    ("GET", "/favicon.ico"): None,
     ("GET", "/openapi.json"): None,
     ("GET", "/static/docs"): None,
     ("GET", "/static/ferry"): None,

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import FileResponse, HTMLResponse
 
 from ferry.http.scopes import requires
 
@@ -31,6 +31,12 @@ def _swagger_assets() -> Path:
 def install(app: FastAPI) -> None:
     app.mount("/static/docs", StaticFiles(directory=_swagger_assets()), name="docs-assets")
     app.mount("/static/ferry", StaticFiles(directory=STATIC), name="ferry-assets")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    @requires(None)
+    async def favicon() -> FileResponse:
+        # Browsers ask for it on every page; Swagger UI ships one.
+        return FileResponse(_swagger_assets() / "favicon.png", media_type="image/png")
 
     @app.get("/docs", include_in_schema=False)
     @requires(None)
