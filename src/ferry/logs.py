@@ -41,9 +41,7 @@ class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         extra = [
-            f"{name}={_one_line(value)}"
-            for name in CONTEXT_FIELDS
-            if (value := getattr(record, name, None)) is not None
+            f"{name}={one_line(value)}" for name in CONTEXT_FIELDS if (value := getattr(record, name, None)) is not None
         ]
         return f"{text} {' '.join(extra)}" if extra else text
 
@@ -51,8 +49,9 @@ class ConsoleFormatter(logging.Formatter):
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _one_line(value: object) -> str:
-    """A client-chosen value (a decoded path may hold %0A) cannot start a forged line."""
+def one_line(value: object) -> str:
+    """Control characters escaped (\\x0a): a client-chosen value (a decoded path may hold
+    %0A or %00) can neither start a forged log line nor upset a database column."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
 
 

@@ -203,3 +203,7 @@ def test_console_lines_cannot_be_forged_through_the_path(repo: Path) -> None:
         logging.getLogger().handlers.clear()
     assert not any(line.startswith("2026-11-21 23:59:59 WARNING") for line in stream.getvalue().splitlines())
     assert "\\x0a2026-11-21" in stream.getvalue()
+
+
+def test_one_line_escapes_control_characters() -> None:
+    assert logs.one_line("a\nb\x00c\td é") == "a\\x0ab\\x00c\\x09d é"

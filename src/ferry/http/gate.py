@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ferry.errors import FerryError
 from ferry.http.errors import error_headers, error_response
 from ferry.http.scopes import declared_scope
+from ferry.logs import one_line
 from ferry.security.audit import AuditEvent, utcnow
 from ferry.security.auth import Authenticator
 from ferry.security.keys import ApiKey
@@ -110,9 +111,9 @@ class Gate:
             key_id=key.key_id if key else None,
             key_name=key.name if key else "",
             action=getattr(route, "name", "") or scope["path"],
-            target=_printable(state.get("audit_target") or _target(params)),
+            target=one_line(state.get("audit_target") or _target(params)),
             method=scope["method"],
-            path=_printable(scope["path"]),
+            path=one_line(scope["path"]),
             status=status,
             result="ok" if status < 400 else "denied" if denied else "failed",
             client=client[0] if client else "",
@@ -126,11 +127,6 @@ def _target(params: dict[str, Any]) -> str:
     """``digits``, ``digits/4``, ``digits/production`` or a key id."""
     parts = [str(params[p]) for p in ("name", "number", "stage", "key_id") if p in params]
     return "/".join(parts)
-
-
-def _printable(text: str) -> str:
-    """A decoded path may hold any character (%00 included), which PostgreSQL cannot store."""
-    return text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
 
 
 def _log_failure(future: asyncio.Future[None]) -> None:
