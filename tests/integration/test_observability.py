@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -175,16 +176,23 @@ def test_a_request_without_traceparent_starts_a_trace_and_errors_are_marked(
         assert root.status.status_code == StatusCode.ERROR
 
 
-def test_console_format_is_readable(repo: Path) -> None:
+@contextmanager
+def console_logged(repo: Path) -> Iterator[tuple[TestClient, io.StringIO]]:
+    """The app with the access log on, logging readable lines into a string."""
     stream = io.StringIO()
     settings = Settings(auth=False, access_log=True, log_format="console")
     logs.configure(settings, stream)
     try:
         with TestClient(create_app(settings, ModelManager([repo]))) as client:
             wait_ready(client)
-            client.post("/v2/models/scale/infer", json=BODY, headers={"X-Request-ID": "tty-1"})
+            yield client, stream
     finally:
         logging.getLogger().handlers.clear()
+
+
+def test_console_format_is_readable(repo: Path) -> None:
+    with console_logged(repo) as (client, stream):
+        client.post("/v2/models/scale/infer", json=BODY, headers={"X-Request-ID": "tty-1"})
     line = next(line for line in stream.getvalue().splitlines() if "tty-1" in line)
     assert " INFO ferry.access: request request_id=tty-1 method=POST path=/v2/models/scale/infer status=200" in line
     assert "model=scale version=1" in line
@@ -192,15 +200,8 @@ def test_console_format_is_readable(repo: Path) -> None:
 
 
 def test_console_lines_cannot_be_forged_through_the_path(repo: Path) -> None:
-    stream = io.StringIO()
-    settings = Settings(auth=False, access_log=True, log_format="console")
-    logs.configure(settings, stream)
-    try:
-        with TestClient(create_app(settings, ModelManager([repo]))) as client:
-            wait_ready(client)
-            client.get("/nothing%0A2026-11-21%2023:59:59%20WARNING%20ferry.security:%20forged")
-    finally:
-        logging.getLogger().handlers.clear()
+    with console_logged(repo) as (client, stream):
+        client.get("/nothing%0A2026-11-21%2023:59:59%20WARNING%20ferry.security:%20forged")
     assert not any(line.startswith("2026-11-21 23:59:59 WARNING") for line in stream.getvalue().splitlines())
     assert "\\x0a2026-11-21" in stream.getvalue()
 

@@ -41,20 +41,50 @@ def install(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     @requires(None)
     async def docs(request: Request) -> HTMLResponse:
-        root = escape(request.scope.get("root_path", ""), quote=True)
-        html = f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Ferry API</title>
-<link rel="stylesheet" href="{root}/static/docs/swagger-ui.css">
-<link rel="icon" type="image/png" href="{root}/static/docs/favicon.png">
-</head>
-<body>
-<div id="swagger-ui" data-openapi-url="{root}/openapi.json"></div>
-<script src="{root}/static/docs/swagger-ui-bundle.js"></script>
-<script src="{root}/static/ferry/docs-init.js"></script>
-</body>
-</html>
-"""
-        return HTMLResponse(html, headers={"Content-Security-Policy": CSP})
+        root = root_path(request)
+        return page(
+            "Ferry API",
+            f'<div id="swagger-ui" data-openapi-url="{root}/openapi.json"></div>',
+            styles=[f"{root}/static/docs/swagger-ui.css"],
+            scripts=[f"{root}/static/docs/swagger-ui-bundle.js", f"{root}/static/ferry/docs-init.js"],
+            icon=f"{root}/static/docs/favicon.png",
+        )
+
+
+def root_path(request: Request) -> str:
+    """Where Ferry is mounted behind a proxy ("" at the root), safe inside an attribute."""
+    return escape(request.scope.get("root_path", ""), quote=True)
+
+
+def page(
+    title: str,
+    body: str,
+    styles: list[str] | None = None,
+    scripts: list[str] | None = None,
+    icon: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """An HTML page under the strict CSP: its scripts are files, never inline."""
+    head = [f'<link rel="stylesheet" href="{href}">' for href in styles or []]
+    if icon is not None:
+        head.append(f'<link rel="icon" type="image/png" href="{icon}">')
+    tail = [f'<script src="{src}"></script>' for src in scripts or []]
+    html = "\n".join(
+        [
+            "<!doctype html>",
+            '<html lang="en">',
+            "<head>",
+            '<meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{escape(title)}</title>",
+            *head,
+            "</head>",
+            "<body>",
+            body,
+            *tail,
+            "</body>",
+            "</html>",
+            "",
+        ]
+    )
+    return HTMLResponse(html, headers={"Content-Security-Policy": CSP, **(headers or {})})

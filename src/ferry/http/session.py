@@ -5,7 +5,6 @@ holding the key. See docs/security.md, "Browser sessions"."""
 from __future__ import annotations
 
 from datetime import timedelta
-from html import escape
 
 from fastapi import APIRouter
 from pydantic import BaseModel
@@ -13,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from ferry.errors import InvalidInput, Unauthorized
-from ferry.http.docs_page import CSP
+from ferry.http.docs_page import page, root_path
 from ferry.http.scopes import requires
 from ferry.security.audit import utcnow
 from ferry.security.auth import SESSION_COOKIE, Authenticator, credentials
@@ -33,16 +32,7 @@ class SessionOut(BaseModel):
 @router.get("/login", include_in_schema=False)
 @requires(None)
 async def login_page(request: Request) -> HTMLResponse:
-    root = escape(request.scope.get("root_path", ""), quote=True)
-    html = f"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign in to Ferry</title>
-</head>
-<body>
-<main>
+    body = """<main>
 <h1>Sign in to Ferry</h1>
 <form id="login">
 <label for="key">API key</label>
@@ -50,12 +40,9 @@ async def login_page(request: Request) -> HTMLResponse:
 <button type="submit">Sign in</button>
 </form>
 <p id="status" role="status"></p>
-</main>
-<script src="{root}/static/ferry/login.js"></script>
-</body>
-</html>
-"""
-    return HTMLResponse(html, headers={"Content-Security-Policy": CSP, "Cache-Control": "no-store"})
+</main>"""
+    scripts = [f"{root_path(request)}/static/ferry/login.js"]
+    return page("Sign in to Ferry", body, scripts=scripts, headers={"Cache-Control": "no-store"})
 
 
 @router.post(
