@@ -16,6 +16,10 @@ from sklearn.preprocessing import StandardScaler
 CONFIG = """\
 description: Handwritten digit classifier (scikit-learn, 8x8 grayscale, pixel values 0-16)
 max_batch_size: 64
+# The web app's playground: a drawing canvas, its ink scaled to the data set's 0-16.
+playground:
+  inputs:
+    input: {widget: canvas, size: [8, 8], range: [0, 16]}
 """
 
 

@@ -37,6 +37,12 @@ postprocess:
   - output: probabilities
     labels: [setosa, versicolor, virginica]
     top_k: 3
+# The web app's playground: one field per measurement.
+playground:
+  inputs:
+    input:
+      widget: form
+      features: [sepal length (cm), sepal width (cm), petal length (cm), petal width (cm)]
 """
 
 

@@ -75,6 +75,24 @@ class PostprocessStep(BaseModel):
     softmax: bool = Field(False, description="Turn the output's logits into probabilities first.")
 
 
+class PlaygroundInput(BaseModel):
+    """How the web app's playground asks for one input; by default guessed from its
+    datatype, shape and preprocess step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    widget: Literal["image", "canvas", "text", "form", "json"] | None = None
+    size: tuple[int, int] | None = Field(None, description="canvas: [height, width] in pixels of the input")
+    range: tuple[float, float] = Field((0.0, 1.0), description="canvas: the values of background and of full ink")
+    features: list[str] | None = Field(None, description="form: one field name per column")
+
+
+class PlaygroundConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: dict[str, PlaygroundInput] = Field(default_factory=dict)
+
+
 class ModelConfig(BaseModel):
     """Every key is optional; the defaults suit a small model on a small machine."""
 
@@ -106,6 +124,7 @@ class ModelConfig(BaseModel):
     warmup: bool = True
     preprocess: list[PreprocessStep] = Field(default_factory=list)
     postprocess: list[PostprocessStep] = Field(default_factory=list)
+    playground: PlaygroundConfig = Field(default_factory=PlaygroundConfig)
 
 
 def load_config(path: Path) -> ModelConfig:

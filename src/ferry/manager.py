@@ -268,6 +268,11 @@ class ModelManager:
             return server_limit
         return min(server_limit, max(limit for limit in limits if limit is not None))
 
+    def default_version(self, name: str) -> LoadedVersion | None:
+        """The version unversioned requests go to when no canary split picks another."""
+        model = self._models.get(name)
+        return model.routes.latest if model is not None and not model.unloaded else None
+
     def versions_of(self, name: str) -> list[str]:
         return sorted(self._models[name].versions, key=int) if name in self._models else []
 

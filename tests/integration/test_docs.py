@@ -15,6 +15,7 @@ from ferry.http import docs, keys, session, v1, v2
 from ferry.http.app import create_app
 from ferry.manager import ModelManager
 from ferry.settings import Settings
+from ferry.web import api as web_api
 
 EXPECTED_ROUTES = {
     ("get", "/v2/health/live"),
@@ -98,16 +99,10 @@ def test_docs_follow_the_root_path() -> None:
         html = client.get("/docs").text
         assert 'src="/ferry/static/docs/swagger-ui-bundle.js"' in html
         assert 'data-openapi-url="/ferry/openapi.json"' in html
-        home = client.get("/", follow_redirects=False)
-        assert home.status_code in (302, 307)
-        assert home.headers["location"] == "/ferry/docs"
-
-
-def test_home_redirects_to_docs(docs_client: TestClient) -> None:
-    response = docs_client.get("/", follow_redirects=False)
-    assert response.status_code in (302, 307)
-    assert response.headers["location"] == "/docs"
-    assert docs_client.get("/").status_code == 200
+        home = client.get("/").text  # the web app's catalog, its files under the root path too
+        assert 'href="/ferry/static/app/app.css"' in home
+        assert 'src="/ferry/static/app/catalog.js"' in home
+        assert 'data-root="/ferry"' in home
 
 
 def test_openapi_lists_every_route(schema: dict[str, Any]) -> None:
@@ -115,7 +110,7 @@ def test_openapi_lists_every_route(schema: dict[str, Any]) -> None:
     assert listed >= EXPECTED_ROUTES
     declared = {
         (method.lower(), route.path)
-        for router in (v2.router, v1.router, keys.router, session.router)
+        for router in (v2.router, v1.router, keys.router, session.router, web_api.router)
         for route in router.routes
         if isinstance(route, APIRoute) and route.include_in_schema
         for method in route.methods or ()

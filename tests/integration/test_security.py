@@ -32,8 +32,27 @@ R, INF, D, A = Scope.READ, Scope.INFER, Scope.DEPLOY, Scope.ADMIN
 # out here, apart from the code's declarations, so a new route fails this test until
 # someone decides who may call it.
 LOGIN = "login"  # open, but answers 401 unless it is given a valid key to sign in with
-EXPECTED: dict[tuple[str, str], Scope | str | None] = {
-    ("GET", "/"): None,
+
+
+@dataclass(frozen=True)
+class Page:
+    """A web app page: without a valid key, a redirect to /login (303); with a key that
+    lacks ``scope``, a 403 page."""
+
+    scope: Scope
+
+
+EXPECTED: dict[tuple[str, str], Scope | str | Page | None] = {
+    ("GET", "/"): Page(R),
+    ("GET", "/models/{name}"): Page(R),
+    ("GET", "/dashboard"): Page(R),
+    ("GET", "/keys"): Page(A),
+    ("GET", "/audit"): Page(A),
+    ("GET", "/static/app"): None,
+    ("GET", "/api/v1/catalog"): R,
+    ("GET", "/api/v1/catalog/{name}"): R,
+    ("GET", "/api/v1/live"): R,
+    ("GET", "/api/v1/session"): LOGIN,
     ("GET", "/docs"): None,
     ("GET", "/favicon.ico"): None,
     ("GET", "/openapi.json"): None,
@@ -191,7 +210,7 @@ def _concrete(path: str, server: Server, model: str = "scale") -> str:
 
 def _call(server: Server, method: str, path: str, headers: dict[str, str]) -> int:
     server.client.cookies.clear()  # a sign-in (POST /api/v1/session) must not carry over
-    kwargs: dict[str, object] = {"headers": headers}
+    kwargs: dict[str, object] = {"headers": headers, "follow_redirects": False}
     if path.endswith(("/infer", ":predict")):
         kwargs["json"] = BODY if path.endswith("/infer") else {"instances": [[1.0, 2.0, 3.0, 4.0]]}
     elif method in ("POST", "PUT"):
@@ -199,13 +218,15 @@ def _call(server: Server, method: str, path: str, headers: dict[str, str]) -> in
     return server.client.request(method, path, **kwargs).status_code  # type: ignore[arg-type]
 
 
-def _expected(needed: Scope | str | None, credential: str) -> str:
+def _expected(needed: Scope | str | Page | None, credential: str) -> str:
     if needed is None:
         return "allowed"
     if credential in ("none", "malformed", "unknown", "wrong-secret", "expired", "revoked"):
-        return "401"
+        return "303" if isinstance(needed, Page) else "401"
     if needed == LOGIN:
         return "allowed"
+    if isinstance(needed, Page):
+        needed = needed.scope
     scope = Scope(credential)
     return "allowed" if scope is Scope.ADMIN or scope is needed else "403"
 
@@ -231,7 +252,7 @@ def test_model_allow_list(server: Server) -> None:
     headers = _headers(server, "other-model")
     headers["Authorization"] = f"Bearer {server.keys['other-model']}"
     for (method, path), needed in EXPECTED.items():
-        if "{name}" not in path or needed in (None, Scope.ADMIN, LOGIN):
+        if "{name}" not in path or needed in (None, Scope.ADMIN, LOGIN, Page(A)):
             continue
         status = _call(server, method, _concrete(path, server, "scale"), headers)
         assert status == 403, (method, path, status)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -32,6 +32,9 @@ from ferry.manager import ModelManager
 from ferry.security.auth import Authenticator
 from ferry.security.keys import Scope as KeyScope
 from ferry.settings import Settings
+from ferry.web import api as web_api
+from ferry.web import pages
+from ferry.web.live import LiveStats
 
 if TYPE_CHECKING:
     from ferry.registry.keys import KeyStore
@@ -138,7 +141,7 @@ def _create_api(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Load in the background: /v2/health/live answers at once, ready once loaded.
         loading = asyncio.create_task(models.load_all())
-        background = [loading]
+        background = [loading, asyncio.create_task(app.state.live.run())]
         try:
             if auth is not None:
                 # Keys are read before the first request is served; the models load meanwhile.
@@ -169,8 +172,9 @@ def _create_api(
         if auth is not None:
             auth.observe(app.state.metrics.denied)
     app.state.dataplane = DataPlane(models)
+    app.state.live = LiveStats(models)
     install_error_handlers(app)
-    routers = [v2.router, v1.router, keys.router, session.router]
+    routers = [v2.router, v1.router, keys.router, session.router, web_api.router]
     if models.registry is not None:
         # Imported here: `ferry serve` never loads SQLAlchemy.
         from ferry.http import management
@@ -180,6 +184,8 @@ def _create_api(
     for router in routers:
         app.include_router(router)
     docs_page.install(app)
+    pages.install(app)
+    routers.append(pages.router)
 
     def openapi() -> dict[str, object]:
         if app.openapi_schema is None:
@@ -192,12 +198,6 @@ def _create_api(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-    @app.get("/", include_in_schema=False)
-    @requires(None)
-    async def home(request: Request) -> Response:
-        # Behind a proxy that mounts Ferry under a prefix, "/docs" alone would leave it.
-        return RedirectResponse(f"{request.scope.get('root_path', '')}/docs")
 
     app.state.routes = _every_route(app, routers)
     return app

@@ -19,6 +19,11 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
+# The web app's pages set no inline styles either (scripts set element.style, which CSP allows).
+APP_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 
 
 def _swagger_assets() -> Path:
@@ -63,12 +68,16 @@ def page(
     scripts: list[str] | None = None,
     icon: str | None = None,
     headers: dict[str, str] | None = None,
+    modules: list[str] | None = None,
 ) -> HTMLResponse:
-    """An HTML page under the strict CSP: its scripts are files, never inline."""
+    """An HTML page under the strict CSP: its scripts are files, never inline (``modules``:
+    JavaScript modules, which also run after the page is parsed). With ``modules``, the
+    web app's CSP, which allows no inline styles."""
     head = [f'<link rel="stylesheet" href="{href}">' for href in styles or []]
     if icon is not None:
         head.append(f'<link rel="icon" type="image/png" href="{icon}">')
     tail = [f'<script src="{src}"></script>' for src in scripts or []]
+    tail += [f'<script type="module" src="{src}"></script>' for src in modules or []]
     html = "\n".join(
         [
             "<!doctype html>",
@@ -87,4 +96,5 @@ def page(
             "",
         ]
     )
-    return HTMLResponse(html, headers={"Content-Security-Policy": CSP, **(headers or {})})
+    policy = APP_CSP if modules else CSP
+    return HTMLResponse(html, headers={"Content-Security-Policy": policy, **(headers or {})})

@@ -46,7 +46,7 @@ def declared_scope(route: BaseRoute) -> Scope | None:
 
 
 # Routes FastAPI and Starlette make themselves, with nowhere to put a decorator.
-_OPEN_PATHS = {"/openapi.json", "/static/docs", "/static/ferry"}
+_OPEN_PATHS = {"/openapi.json", "/static/docs", "/static/ferry", "/static/app"}
 
 
 def check_declared(routes: list[BaseRoute]) -> None:

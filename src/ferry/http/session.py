@@ -16,6 +16,7 @@ from ferry.http.docs_page import page, root_path
 from ferry.http.scopes import requires
 from ferry.security.audit import utcnow
 from ferry.security.auth import SESSION_COOKIE, Authenticator, credentials
+from ferry.security.keys import ApiKey, Scope
 
 router = APIRouter()
 
@@ -32,17 +33,27 @@ class SessionOut(BaseModel):
 @router.get("/login", include_in_schema=False)
 @requires(None)
 async def login_page(request: Request) -> HTMLResponse:
-    body = """<main>
+    body = """<main class="signin">
+<div class="card">
 <h1>Sign in to Ferry</h1>
+<p class="lead">With an API key: the one printed when the server first started, or one an admin made for you.</p>
 <form id="login">
 <label for="key">API key</label>
 <input id="key" name="key" type="password" autocomplete="off" required placeholder="fy_...">
 <button type="submit">Sign in</button>
 </form>
 <p id="status" role="status"></p>
+</div>
 </main>"""
-    scripts = [f"{root_path(request)}/static/ferry/login.js"]
-    return page("Sign in to Ferry", body, scripts=scripts, headers={"Cache-Control": "no-store"})
+    root = root_path(request)
+    return page(
+        "Sign in to Ferry",
+        body,
+        styles=[f"{root}/static/app/app.css"],
+        scripts=[f"{root}/static/ferry/login.js"],
+        icon=f"{root}/favicon.ico",
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @router.post(
@@ -73,6 +84,25 @@ async def create_session(request: Request, response: Response) -> SessionOut:
         samesite="strict",
     )
     response.headers["Cache-Control"] = "no-store"
+    return _session_out(key)
+
+
+@router.get(
+    "/api/v1/session",
+    tags=["security"],
+    summary="Who is signed in",
+    description="The key this request is authenticated with (cookie or header): its id, name, scopes "
+    "and models. 401 without a valid key. On a server without keys: every scope, no id.",
+)
+@requires(None)  # any valid key may ask who it is, whatever its scopes
+async def read_session(request: Request) -> SessionOut:
+    auth: Authenticator | None = request.app.state.auth
+    if auth is None:
+        return SessionOut(id="", name="", scopes=sorted(s.value for s in Scope), models=None)
+    return _session_out(auth.authenticate(request.scope["headers"], "GET"))
+
+
+def _session_out(key: ApiKey) -> SessionOut:
     return SessionOut(
         id=key.key_id,
         name=key.name,

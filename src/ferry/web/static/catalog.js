@@ -1,0 +1,51 @@
+// The catalog (/): every model this key may see, with its versions, stages, traffic
+// split and live figures, refreshed every few seconds.
+import { api, badge, clear, el, errorNotice, every, figure, fmt, url, versionBadges } from "./common.js";
+
+const main = document.getElementById("main");
+const list = el("div", { class: "grid", "aria-live": "off" });
+const status = el("div", { role: "status" });
+clear(
+  main,
+  el("h1", {}, "Models"),
+  el("p", { class: "lead" }, "Every model this server runs. Open one to try it in the playground, see its live numbers and manage its versions."),
+  status,
+  list,
+);
+
+function card(model, live) {
+  const now = live ? live.now : {};
+  const versions = model.versions.map((v) =>
+    el("li", {}, el("span", { class: "mono" }, "v" + v.version), " ", badge(v.state.toLowerCase() === "ready" ? "ready" : v.state.toLowerCase()), versionBadges(v)),
+  );
+  return el(
+    "article",
+    { class: "card", "data-model": model.name },
+    el("div", { class: "row" }, el("h2", {}, el("a", { href: url("models/" + encodeURIComponent(model.name)) }, model.name)), el("span", { class: "spacer" }), badge(model.state.toLowerCase())),
+    el("p", { class: "desc" }, model.description || (model.reason ? model.reason : "")),
+    el(
+      "div",
+      { class: "figures" },
+      figure("req/s", fmt.num(now.rps)),
+      figure("p50", fmt.ms(now.p50_ms)),
+      figure("p99", fmt.ms(now.p99_ms)),
+      figure("errors", fmt.pct(now.error_ratio)),
+    ),
+    versions.length ? el("ul", { class: "plain-list", "aria-label": "Versions" }, versions) : el("p", { class: "empty" }, "No version loaded"),
+  );
+}
+
+every(3000, async () => {
+  try {
+    const [{ data: catalog }, { data: live }] = await Promise.all([api("api/v1/catalog"), api("api/v1/live")]);
+    clear(status);
+    if (!catalog.models.length) {
+      clear(list, el("p", { class: "empty" }, catalog.registry ? "No models yet: push one with `ferry push model.onnx --name NAME`." : "No models."));
+      return;
+    }
+    clear(list, catalog.models.map((m) => card(m, live.models[m.name])));
+  } catch (err) {
+    clear(status, errorNotice(err));
+    throw err;
+  }
+});

@@ -1,0 +1,202 @@
+// A model's versions on `ferry server`: the table, and for deploy keys the upload (with
+// its validation), promote, canary split and rollback, each confirmed first. Every
+// change goes through the management API, which writes it to the audit trail.
+import { api, badge, can, clear, confirmAction, el, errorNotice, fmt, notice, url, versionBadges } from "./common.js";
+
+export function versionsSection(entry, refresh) {
+  const section = el("section", { class: "card", "aria-labelledby": "versions-title" });
+  const status = el("div", { role: "status", "aria-live": "polite" });
+  const table = el("div", { class: "table-wrap" });
+  const deploy = can("deploy");
+  clear(section, el("h2", { id: "versions-title" }, "Versions"), status, table, deploy ? controls(entry, status, refresh) : null);
+
+  async function load() {
+    const { data: versions } = await api(`api/v1/models/${encodeURIComponent(entry.name)}/versions`);
+    const live = Object.fromEntries(entry.versions.map((v) => [v.version, v]));
+    const production = entry.versions.find((v) => v.stages.includes("production"));
+    clear(
+      table,
+      el(
+        "table",
+        {},
+        el("thead", {}, el("tr", {}, ["Version", "State", "Serving", "Runtime", "Uploaded", deploy ? "Actions" : null].filter(Boolean).map((h) => el("th", { scope: "col" }, h)))),
+        el(
+          "tbody",
+          {},
+          versions
+            .slice()
+            .reverse()
+            .map((v) => {
+              const serving = live[String(v.number)];
+              const isProduction = production && production.version === String(v.number);
+              return el(
+                "tr",
+                { "data-version": v.number },
+                el("td", { class: "mono" }, "v" + v.number),
+                el("td", {}, badge(v.state), v.failure_reason ? el("p", { class: "hint" }, v.failure_reason) : null, v.warmup_ms !== null && v.warmup_ms !== undefined ? el("p", { class: "hint" }, `warm-up ${fmt.ms(v.warmup_ms)}`) : null),
+                el("td", {}, serving ? versionBadges(serving) : el("span", { class: "hint" }, "not serving")),
+                el("td", {}, `${v.runtime} · ${v.filename}`),
+                el("td", {}, fmt.time(v.created_at), el("p", { class: "hint" }, v.uploaded_by)),
+                deploy
+                  ? el("td", { class: "actions" }, v.state === "ready" && !isProduction ? el("button", { type: "button", class: "secondary", onclick: () => promote(v.number) }, "Promote to production") : null)
+                  : null,
+              );
+            }),
+        ),
+      ),
+    );
+    return versions;
+  }
+
+  function promote(number) {
+    return confirmThen(
+      status,
+      refresh,
+      `Promote v${number}?`,
+      `Production of ${entry.name} will point at version ${number}. Unversioned requests go to it as soon as it is live (no canary split is kept).`,
+      "Promote",
+      () => api(`api/v1/models/${encodeURIComponent(entry.name)}/stages/production`, { method: "PUT", json: { version: number } }),
+      `v${number} is now production.`,
+    );
+  }
+
+  section.load = load;
+  return section;
+}
+
+// Asks first; then makes the change, says how it went and redraws the page.
+async function confirmThen(status, refresh, title, message, label, call, done) {
+  if (!(await confirmAction(title, message, label, label === "Roll back"))) return;
+  clear(status, notice("ok", "Working…"));
+  try {
+    await call();
+    clear(status, notice("ok", done));
+    await refresh();
+  } catch (err) {
+    clear(status, errorNotice(err));
+  }
+}
+
+function controls(entry, status, refresh) {
+  const name = entry.name;
+  const production = entry.versions.find((v) => v.stages.includes("production"));
+  const candidates = entry.versions.filter((v) => v.state === "READY" && (!production || v.version !== production.version));
+  // Upload
+  const file = el("input", { type: "file", id: "upload-file", required: true });
+  const stage = el("select", { id: "upload-stage" }, el("option", { value: "" }, "No stage"), el("option", { value: "staging" }, "staging"), el("option", { value: "production" }, "production"));
+  const progress = el("p", { class: "hint", role: "status", "aria-live": "polite" });
+  const upload = el(
+    "form",
+    { class: "upload", "aria-labelledby": "upload-title" },
+    el("h3", { id: "upload-title" }, "Upload a new version"),
+    el("div", { class: "fields" }, el("div", {}, el("label", { for: "upload-file" }, "Model file (.onnx, .skops, .pt, .pt2)"), file), el("div", {}, el("label", { for: "upload-stage" }, "Then put it on"), stage)),
+    el("button", { type: "submit" }, "Upload and validate"),
+    progress,
+  );
+  upload.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (!file.files[0]) return;
+    send(name, file.files[0], stage.value, progress, status, refresh);
+  });
+
+  // Canary
+  const version = el("select", { id: "canary-version" }, candidates.map((v) => el("option", { value: v.version }, "v" + v.version)));
+  const percent = el("input", { id: "canary-percent", type: "number", min: 1, max: 99, value: 10 });
+  const split = Object.keys(entry.split || {}).length > 1;
+  const canary = el(
+    "form",
+    { "aria-labelledby": "canary-title" },
+    el("h3", { id: "canary-title" }, "Canary"),
+    production
+      ? el(
+          "div",
+          {},
+          el("p", { class: "hint" }, `Send a share of unversioned requests to another ready version; production (v${production.version}) keeps the rest.`),
+          candidates.length
+            ? el("div", { class: "fields" }, el("div", {}, el("label", { for: "canary-version" }, "Version"), version), el("div", {}, el("label", { for: "canary-percent" }, "Percent of traffic"), percent))
+            : el("p", { class: "empty" }, "No other ready version to send traffic to: upload one first."),
+          el("div", { class: "actions" }, candidates.length ? el("button", { type: "submit" }, "Set canary") : null, split ? el("button", { type: "button", class: "secondary", id: "clear-split", onclick: () => clearSplit() }, "End the split") : null),
+        )
+      : el("p", { class: "empty" }, "Promote a version to production first."),
+  );
+  const act = (...args) => confirmThen(status, refresh, ...args);
+  canary.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const p = Number(percent.value);
+    if (!(p >= 1 && p <= 99)) {
+      clear(status, notice("error", "The canary percent must be between 1 and 99."));
+      return;
+    }
+    const v = version.value;
+    act(
+      `Send ${p}% to v${v}?`,
+      `${p}% of unversioned requests to ${name} will go to v${v}, ${100 - p}% to production v${production.version}.`,
+      "Set canary",
+      () => api(`api/v1/models/${encodeURIComponent(name)}/traffic`, { method: "PUT", json: { weights: { [production.version]: 100 - p, [v]: p } } }),
+      `Canary set: v${v} takes ${p}% of traffic.`,
+    );
+  });
+  function clearSplit() {
+    act("End the split?", `Every unversioned request to ${name} will go to production v${production.version}.`, "End the split", () => api(`api/v1/models/${encodeURIComponent(name)}/traffic`, { method: "PUT", json: { weights: { [production.version]: 100 } } }), "The split is over: production takes all traffic.");
+  }
+
+  // Rollback
+  const rollback = el(
+    "div",
+    {},
+    el("h3", {}, "Roll back"),
+    el("p", { class: "hint" }, "Production goes back to the version it pointed at before its last change; any canary split and shadow are cleared."),
+    el("button", {
+      type: "button",
+      class: "danger",
+      id: "rollback",
+      onclick: () => act("Roll back production?", `Production of ${name} will go back to its previous version, and the canary split and shadow will be cleared.`, "Roll back", () => api(`api/v1/models/${encodeURIComponent(name)}/rollback`, { method: "POST" }), "Rolled back."),
+    }, "Roll back production"),
+  );
+  return el("div", { class: "two deploy" }, el("div", {}, upload), el("div", {}, canary, rollback));
+}
+
+// The upload with progress; the answer comes once the server has validated the version.
+function send(name, file, stage, progress, status, refresh) {
+  const form = new FormData();
+  form.append("file", file, file.name);
+  if (stage) form.append("stage", stage);
+  const request = new XMLHttpRequest();
+  request.open("POST", url(`api/v1/models/${encodeURIComponent(name)}/versions`));
+  request.setRequestHeader("X-Ferry-CSRF", "1");
+  request.setRequestHeader("Accept", "application/json");
+  request.upload.addEventListener("progress", (event) => {
+    if (event.lengthComputable) progress.textContent = `Uploading ${file.name}: ${Math.round((100 * event.loaded) / event.total)}%`;
+  });
+  request.upload.addEventListener("load", () => {
+    progress.textContent = "Validating: loading the model, reading its signature, running a warm-up inference…";
+  });
+  request.addEventListener("load", async () => {
+    let body = null;
+    try {
+      body = JSON.parse(request.responseText);
+    } catch (err) {
+      body = null;
+    }
+    if (request.status >= 200 && request.status < 300 && body) {
+      progress.textContent = "";
+      clear(
+        status,
+        body.state === "ready"
+          ? notice("ok", `v${body.number} is ready${stage ? ` and on ${stage}` : ""} (warm-up ${fmt.ms(body.warmup_ms)}).`)
+          : notice("error", `v${body.number} failed validation: ${body.failure_reason || body.state}. It will never take traffic.`),
+      );
+      await refresh();
+    } else {
+      progress.textContent = "";
+      const message = body && typeof body.error === "string" ? body.error : `the upload failed (HTTP ${request.status})`;
+      clear(status, notice("error", message));
+    }
+  });
+  request.addEventListener("error", () => {
+    progress.textContent = "";
+    clear(status, notice("error", "The upload did not reach the server."));
+  });
+  progress.textContent = `Uploading ${file.name}…`;
+  request.send(form);
+}
