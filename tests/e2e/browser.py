@@ -33,6 +33,7 @@ class Tab:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
         self.page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 1000, f"{path} is empty"
         return path
 
 
@@ -47,7 +48,21 @@ def browser() -> Iterator[Any]:
     with sync_playwright() as playwright:
         # --no-sandbox: the tests run as root in a container, where Chromium's sandbox
         # cannot start; the pages are our own server's.
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        # The rest keep it off the network and quiet: no updates, sync, QUIC or GPU probing.
+        args = [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+        ]
+        try:
+            chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        except Exception as exc:  # playwright's Error: a browser that cannot start
+            _unavailable(f"Chromium at {CHROMIUM} does not start: {exc}")
         try:
             yield chromium
         finally:

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import importlib.util
 import os
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -27,3 +31,37 @@ def server(model_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     log = tmp_path_factory.mktemp("logs") / "repo-server.log"
     with running([model_repo], log) as srv:
         yield srv
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def example_build(name: str) -> ModuleType:
+    """examples/<name>/build.py, imported as a module."""
+    spec = importlib.util.spec_from_file_location(f"{name}_build", ROOT / "examples" / name / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class BuiltExamples:
+    repo: Path  # a model repository: digits/ and shapes/
+    shapes: ModuleType  # examples/shapes/build.py (draw_png, CLASSES)
+    digits: ModuleType
+    shapes_accuracy: float
+    shapes_seconds: float
+
+
+@pytest.fixture(scope="session")
+def examples(tmp_path_factory: pytest.TempPathFactory) -> BuiltExamples:
+    """The digits and shapes examples built once (shapes trains for about half a minute)
+    for every module that serves them."""
+    repo = tmp_path_factory.mktemp("examples-repo")
+    shapes, digits = example_build("shapes"), example_build("digits")
+    started = time.perf_counter()
+    accuracy = shapes.build(repo)
+    seconds = time.perf_counter() - started
+    digits.build(repo)
+    return BuiltExamples(repo, shapes, digits, accuracy, seconds)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -29,7 +28,7 @@ def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, st
     server.terminate()
 
 
-def test_the_login_link_signs_in_only_when_asked_and_opens_the_docs(keyed: tuple[Server, str], tab: Tab) -> None:
+def test_the_login_link_signs_in_only_when_asked(keyed: tuple[Server, str], tab: Tab) -> None:
     server, admin = keyed
     page = tab.page
     page.goto(f"{server.url}/login#key={admin}")
@@ -40,7 +39,7 @@ def test_the_login_link_signs_in_only_when_asked_and_opens_the_docs(keyed: tuple
     assert not page.context.cookies()
     tab.screenshot("login")
     page.click("button[type=submit]")
-    page.wait_for_url(f"{server.url}/docs", timeout=TIMEOUT_MS)
+    page.wait_for_url(f"{server.url}/", timeout=TIMEOUT_MS)  # the model catalog
     [cookie] = page.context.cookies()
     assert (cookie["name"], cookie["value"], cookie["httpOnly"], cookie["sameSite"]) == (
         "ferry_session",
@@ -49,6 +48,7 @@ def test_the_login_link_signs_in_only_when_asked_and_opens_the_docs(keyed: tuple
         "Strict",
     )
     # Swagger UI renders under the page's CSP (scripts from the server only, none inline).
+    page.goto(f"{server.url}/docs")
     page.wait_for_selector(".swagger-ui .info .title", timeout=TIMEOUT_MS)
     assert "Ferry" in page.inner_text(".swagger-ui .info .title")
     page.wait_for_selector(".opblock", timeout=TIMEOUT_MS)
@@ -91,9 +91,3 @@ def test_docs_without_a_session_still_render(keyed: tuple[Server, str], tab: Tab
     tab.page.goto(f"{server.url}/docs")
     tab.page.wait_for_selector(".swagger-ui .info .title", timeout=TIMEOUT_MS)
     assert tab.errors == []
-
-
-def test_screenshots_were_saved() -> None:
-    shots = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-    assert (shots / "login.png").stat().st_size > 1000
-    assert (shots / "docs.png").stat().st_size > 1000

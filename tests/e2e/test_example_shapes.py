@@ -5,7 +5,6 @@ names. Run with -s for the accuracy, build time and latency."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import statistics
 import time
@@ -20,6 +19,7 @@ import requests
 import tritonclient.http as httpclient
 from PIL import Image
 
+from tests.e2e.conftest import BuiltExamples
 from tests.e2e.server import Server, running
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,17 +35,9 @@ class Example:
 
 
 @pytest.fixture(scope="module")
-def shapes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Example]:
-    spec = importlib.util.spec_from_file_location("shapes_build", ROOT / "examples" / "shapes" / "build.py")
-    assert spec is not None and spec.loader is not None
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
-    repo = tmp_path_factory.mktemp("shapes-repo")
-    started = time.perf_counter()
-    accuracy = build.build(repo)
-    seconds = time.perf_counter() - started
-    with running([repo], tmp_path_factory.mktemp("shapes-log") / "server.log") as server:
-        yield Example(server, build, accuracy, seconds)
+def shapes(examples: BuiltExamples, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Example]:
+    with running([examples.repo], tmp_path_factory.mktemp("shapes-log") / "server.log") as server:
+        yield Example(server, examples.shapes, examples.shapes_accuracy, examples.shapes_seconds)
 
 
 def infer_form(server: Server, *images: bytes) -> dict[str, list[object]]:

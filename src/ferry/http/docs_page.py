@@ -69,10 +69,11 @@ def page(
     icon: str | None = None,
     headers: dict[str, str] | None = None,
     modules: list[str] | None = None,
+    policy: str | None = None,
 ) -> HTMLResponse:
     """An HTML page under the strict CSP: its scripts are files, never inline (``modules``:
-    JavaScript modules, which also run after the page is parsed). With ``modules``, the
-    web app's CSP, which allows no inline styles."""
+    JavaScript modules, which also run after the page is parsed). ``policy``: its CSP;
+    by default the docs' (Swagger UI needs inline styles)."""
     head = [f'<link rel="stylesheet" href="{href}">' for href in styles or []]
     if icon is not None:
         head.append(f'<link rel="icon" type="image/png" href="{icon}">')
@@ -96,5 +97,4 @@ def page(
             "",
         ]
     )
-    policy = APP_CSP if modules else CSP
-    return HTMLResponse(html, headers={"Content-Security-Policy": policy, **(headers or {})})
+    return HTMLResponse(html, headers={"Content-Security-Policy": policy or CSP, **(headers or {})})

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from ferry.errors import InvalidInput, Unauthorized
-from ferry.http.docs_page import page, root_path
+from ferry.http.docs_page import APP_CSP, page, root_path
 from ferry.http.scopes import requires
 from ferry.security.audit import utcnow
 from ferry.security.auth import SESSION_COOKIE, Authenticator, credentials
@@ -53,6 +53,7 @@ async def login_page(request: Request) -> HTMLResponse:
         scripts=[f"{root}/static/ferry/login.js"],
         icon=f"{root}/favicon.ico",
         headers={"Cache-Control": "no-store"},
+        policy=APP_CSP,
     )
 
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ferry.errors import FerryError, NotFound
+from ferry.errors import NotFound
 from ferry.http.scopes import requires, visible_to
 from ferry.http.v2 import Name, json_response
 from ferry.manager import LOADING, READY, UNAVAILABLE, ModelManager
@@ -134,7 +134,5 @@ def _entries(request: Request, manager: ModelManager, names: list[str]) -> list[
 
 
 def _platform(manager: ModelManager, name: str, version: str) -> str:
-    try:
-        return manager.get(name, version).platform
-    except FerryError:  # not loaded: no platform to tell
-        return ""
+    """The loaded version's platform (shadows included); "" when it is not loaded."""
+    return next((v.platform for v in manager.loaded() if v.name == name and v.version == version), "")

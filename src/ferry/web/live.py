@@ -100,11 +100,7 @@ class LiveStats:
                 executions - before.executions,
                 loaded.batcher.queued,
                 loaded.stats.inflight,
-                {
-                    i: now_n - then_n
-                    for i, (now_n, then_n) in enumerate(zip(latency, before.latency, strict=True))
-                    if now_n > then_n
-                },
+                _grown(latency, before.latency),
             )
             deltas[key] = delta
             total = self.totals.setdefault(loaded.name, [0, 0])

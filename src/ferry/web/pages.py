@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ferry.errors import FerryError
-from ferry.http.docs_page import page, root_path
+from ferry.http.docs_page import APP_CSP, page, root_path
 from ferry.http.scopes import requires
 from ferry.security.auth import Authenticator
 from ferry.security.keys import ApiKey, Scope
@@ -91,7 +91,14 @@ def _page(request: Request, name: str, title: str, path: str, model: str = "", n
         body = _shell(request, key, "denied", title, model) + (
             f'<main id="main"><h1>{escape(title)}</h1><p class="notice error" role="alert">{escape(refusal)}</p></main>'
         )
-        response = page(f"{title} · Ferry", body, styles=[f"{root}/static/app/app.css"], headers=headers)
+        response = page(
+            f"{title} · Ferry",
+            body,
+            styles=[f"{root}/static/app/app.css"],
+            icon=f"{root}/favicon.ico",
+            headers=headers,
+            policy=APP_CSP,
+        )
         response.status_code = 403
         return response
     body = _shell(request, key, name, title, model) + '<main id="main" tabindex="-1"></main>'
@@ -102,6 +109,7 @@ def _page(request: Request, name: str, title: str, path: str, model: str = "", n
         modules=[f"{root}/static/app/{name}.js"],
         icon=f"{root}/favicon.ico",
         headers=headers,
+        policy=APP_CSP,
     )
 
 

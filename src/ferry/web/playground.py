@@ -32,9 +32,9 @@ def widget(spec: TensorSpec, is_image: bool, hint: PlaygroundInput | None = None
     if hint is None:
         return described
     if hint.widget is not None and hint.widget != described["kind"]:
-        described = {**spec.to_json(), "kind": hint.widget, "batch_shape": _one_row(spec.shape)}
+        described = {**spec.to_json(), **_forced(spec, hint.widget)}
     if described["kind"] == "canvas":
-        height, width = hint.size or (described.get("height", 0), described.get("width", 0))
+        height, width = hint.size or (described["height"], described["width"])
         described.update(height=height, width=width, range=list(hint.range))
     if described["kind"] == "form" and hint.features:
         described["features"] = hint.features
@@ -53,6 +53,21 @@ def _guess(spec: TensorSpec, is_image: bool) -> dict[str, Any]:
     if len(spec.shape) == 2 and 0 < spec.shape[1] <= MAX_FORM_FEATURES:
         return {"kind": "form", "batch_shape": one, "features": [f"feature {i}" for i in range(spec.shape[1])]}
     return {"kind": "json", "batch_shape": one, "example": _zeros(one)}
+
+
+def _forced(spec: TensorSpec, kind: str) -> dict[str, Any]:
+    """Widget ``kind`` for ``spec`` whatever its shape, with the defaults that kind needs."""
+    one = _one_row(spec.shape)
+    if kind == "canvas":
+        # A square side from the input's elements per row; config.yaml's size overrides it.
+        side = math.isqrt(max(1, math.prod(one[1:])))
+        return {"kind": kind, "batch_shape": one, "height": side, "width": side, "range": [0.0, 1.0]}
+    if kind == "form":
+        columns = math.prod(one[1:]) if len(one) > 1 else 1
+        return {"kind": kind, "batch_shape": one, "features": [f"feature {i}" for i in range(columns)]}
+    if kind == "json":
+        return {"kind": kind, "batch_shape": one, "example": _zeros(one)}
+    return {"kind": kind, "batch_shape": one}
 
 
 def _one_row(shape: tuple[int, ...]) -> list[int]:

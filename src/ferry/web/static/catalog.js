@@ -1,6 +1,7 @@
 // The catalog (/): every model this key may see, with its versions, stages, traffic
 // split and live figures, refreshed every few seconds.
-import { api, badge, clear, el, errorNotice, every, figure, fmt, url, versionBadges } from "./common.js";
+import { api, badge, can, clear, el, errorNotice, every, figure, fmt, url, versionBadges } from "./common.js";
+import { send } from "./versions.js";
 
 const main = document.getElementById("main");
 const list = el("div", { class: "grid", "aria-live": "off" });
@@ -35,10 +36,41 @@ function card(model, live) {
   );
 }
 
+// On `ferry server`, deploy keys add a model here: its first version goes to production.
+function addModelForm() {
+  const name = el("input", { id: "new-model-name", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9_.-]*", autocomplete: "off" });
+  const file = el("input", { id: "new-model-file", type: "file", required: true });
+  const progress = el("p", { class: "hint", role: "status", "aria-live": "polite" });
+  const result = el("div", { role: "status" });
+  const form = el(
+    "form",
+    { "aria-labelledby": "add-model" },
+    el("h2", { id: "add-model" }, "Add a model"),
+    el("div", { class: "fields" },
+      el("div", {}, el("label", { for: "new-model-name" }, "Name"), name),
+      el("div", {}, el("label", { for: "new-model-file" }, "Model file (.onnx, .skops, .pt, .pt2)"), file)),
+    el("button", { type: "submit" }, "Upload to production"),
+    progress,
+    result,
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const model = name.value.trim();
+    const say = (node) => clear(result, node);
+    send(model, file.files[0], "production", progress, say, async () => window.location.assign(url("models/" + encodeURIComponent(model))));
+  });
+  return el("section", { class: "card" }, form);
+}
+
+let added = false;
 every(3000, async () => {
   try {
     const [{ data: catalog }, { data: live }] = await Promise.all([api("api/v1/catalog"), api("api/v1/live")]);
     clear(status);
+    if (catalog.registry && can("deploy") && !added) {
+      main.append(addModelForm());
+      added = true;
+    }
     if (!catalog.models.length) {
       clear(list, el("p", { class: "empty" }, catalog.registry ? "No models yet: push one with `ferry push model.onnx --name NAME`." : "No models."));
       return;

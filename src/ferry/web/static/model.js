@@ -18,6 +18,9 @@ const versionsSlot = el("div");
 clear(main, heading, playground, liveSection, versionsSlot, signature);
 
 let entry = null;
+// The inputs the playground was drawn for: it is drawn again only when they change, so a
+// version change on the page keeps what the user drew or typed.
+let drawnFor = null;
 
 async function load() {
   const { data } = await api(`api/v1/catalog/${path}`);
@@ -53,12 +56,9 @@ function drawPlayground() {
   const snippetBox = el("div", { class: "snippets" });
   const auto = entry.inputs.length === 1 && ["image", "canvas"].includes(entry.inputs[0].kind);
   const widgets = entry.inputs.map((input) => makeWidget(input, () => auto && mayInfer && run()));
-  const versionChoice = el(
-    "select",
-    { id: "version-choice" },
-    el("option", { value: "" }, "Let Ferry route it (production or canary split)"),
-    entry.versions.filter((v) => v.state === "READY" && !(v.shadow && v.weight === null && !v.stages.length)).map((v) => el("option", { value: v.version }, "v" + v.version)),
-  );
+  const versionChoice = el("select", { id: "version-choice" });
+  fillVersionChoice(versionChoice);
+  drawnFor = JSON.stringify(entry.inputs);
   const runButton = el("button", { type: "submit", id: "run", disabled: !mayInfer }, "Run");
   const form = el(
     "form",
@@ -106,6 +106,17 @@ function drawPlayground() {
     snippetBox,
   );
   clear(snippetBox, el("p", { class: "empty" }, "Run the model once: its request appears here as curl, Python requests and tritonclient code."));
+}
+
+// The versions a request can name: every loaded one that answers (not a shadow alone).
+function fillVersionChoice(select) {
+  const chosen = select.value;
+  clear(
+    select,
+    el("option", { value: "" }, "Let Ferry route it (production or canary split)"),
+    entry.versions.filter((v) => v.state === "READY" && !(v.shadow && v.weight === null && !v.stages.length)).map((v) => el("option", { value: v.version }, "v" + v.version)),
+  );
+  select.value = [...select.options].some((o) => o.value === chosen) ? chosen : "";
 }
 
 function drawSnippets(box, version, request) {
@@ -190,7 +201,9 @@ async function drawVersions() {
   if (!registry) return;
   const section = versionsSection(entry, async () => {
     await load();
-    drawPlayground();
+    const choice = document.getElementById("version-choice");
+    if (choice && drawnFor === JSON.stringify(entry.inputs)) fillVersionChoice(choice);
+    else drawPlayground();
     await drawVersions();
   });
   versionsSlot.replaceChildren(section);

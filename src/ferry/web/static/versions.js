@@ -3,15 +3,24 @@
 // change goes through the management API, which writes it to the audit trail.
 import { api, badge, can, clear, confirmAction, el, errorNotice, fmt, notice, url, versionBadges } from "./common.js";
 
+// The outcome of the last change, kept across the redraw that follows it.
+let lastNotice = null;
+
 export function versionsSection(entry, refresh) {
   const section = el("section", { class: "card", "aria-labelledby": "versions-title" });
-  const status = el("div", { role: "status", "aria-live": "polite" });
+  const status = el("div", { role: "status", "aria-live": "polite" }, lastNotice);
+  const say = (node) => {
+    lastNotice = node;
+    clear(status, node);
+  };
   const table = el("div", { class: "table-wrap" });
+  const tools = el("div");
   const deploy = can("deploy");
-  clear(section, el("h2", { id: "versions-title" }, "Versions"), status, table, deploy ? controls(entry, status, refresh) : null);
+  clear(section, el("h2", { id: "versions-title" }, "Versions"), status, table, tools);
 
   async function load() {
     const { data: versions } = await api(`api/v1/models/${encodeURIComponent(entry.name)}/versions`);
+    if (deploy) tools.replaceChildren(controls(entry, versions, say, refresh));
     const live = Object.fromEntries(entry.versions.map((v) => [v.version, v]));
     const production = entry.versions.find((v) => v.stages.includes("production"));
     clear(
@@ -50,10 +59,10 @@ export function versionsSection(entry, refresh) {
 
   function promote(number) {
     return confirmThen(
-      status,
+      say,
       refresh,
       `Promote v${number}?`,
-      `Production of ${entry.name} will point at version ${number}. Unversioned requests go to it as soon as it is live (no canary split is kept).`,
+      `Production of ${entry.name} will point at version ${number}. Unversioned requests go to it as soon as it is live, unless a canary split is set.`,
       "Promote",
       () => api(`api/v1/models/${encodeURIComponent(entry.name)}/stages/production`, { method: "PUT", json: { version: number } }),
       `v${number} is now production.`,
@@ -65,22 +74,25 @@ export function versionsSection(entry, refresh) {
 }
 
 // Asks first; then makes the change, says how it went and redraws the page.
-async function confirmThen(status, refresh, title, message, label, call, done) {
+async function confirmThen(say, refresh, title, message, label, call, done) {
   if (!(await confirmAction(title, message, label, label === "Roll back"))) return;
-  clear(status, notice("ok", "Working…"));
+  say(notice("ok", "Working…"));
   try {
     await call();
-    clear(status, notice("ok", done));
+    say(notice("ok", done));
     await refresh();
   } catch (err) {
-    clear(status, errorNotice(err));
+    say(errorNotice(err));
   }
 }
 
-function controls(entry, status, refresh) {
+// Upload, canary and rollback; ``versions`` is the registry's list (loaded or not).
+function controls(entry, versions, say, refresh) {
   const name = entry.name;
   const production = entry.versions.find((v) => v.stages.includes("production"));
-  const candidates = entry.versions.filter((v) => v.state === "READY" && (!production || v.version !== production.version));
+  const candidates = versions
+    .filter((v) => v.state === "ready" && (!production || String(v.number) !== production.version))
+    .map((v) => ({ version: String(v.number) }));
   // Upload
   const file = el("input", { type: "file", id: "upload-file", required: true });
   const stage = el("select", { id: "upload-stage" }, el("option", { value: "" }, "No stage"), el("option", { value: "staging" }, "staging"), el("option", { value: "production" }, "production"));
@@ -96,7 +108,7 @@ function controls(entry, status, refresh) {
   upload.addEventListener("submit", (event) => {
     event.preventDefault();
     if (!file.files[0]) return;
-    send(name, file.files[0], stage.value, progress, status, refresh);
+    send(name, file.files[0], stage.value, progress, say, refresh);
   });
 
   // Canary
@@ -115,16 +127,16 @@ function controls(entry, status, refresh) {
           candidates.length
             ? el("div", { class: "fields" }, el("div", {}, el("label", { for: "canary-version" }, "Version"), version), el("div", {}, el("label", { for: "canary-percent" }, "Percent of traffic"), percent))
             : el("p", { class: "empty" }, "No other ready version to send traffic to: upload one first."),
-          el("div", { class: "actions" }, candidates.length ? el("button", { type: "submit" }, "Set canary") : null, split ? el("button", { type: "button", class: "secondary", id: "clear-split", onclick: () => clearSplit() }, "End the split") : null),
+          el("div", { class: "actions" }, candidates.length ? el("button", { type: "submit" }, "Set canary") : null),
         )
       : el("p", { class: "empty" }, "Promote a version to production first."),
   );
-  const act = (...args) => confirmThen(status, refresh, ...args);
+  const act = (...args) => confirmThen(say, refresh, ...args);
   canary.addEventListener("submit", (event) => {
     event.preventDefault();
     const p = Number(percent.value);
     if (!(p >= 1 && p <= 99)) {
-      clear(status, notice("error", "The canary percent must be between 1 and 99."));
+      say(notice("error", "The canary percent must be between 1 and 99."));
       return;
     }
     const v = version.value;
@@ -136,28 +148,30 @@ function controls(entry, status, refresh) {
       `Canary set: v${v} takes ${p}% of traffic.`,
     );
   });
-  function clearSplit() {
-    act("End the split?", `Every unversioned request to ${name} will go to production v${production.version}.`, "End the split", () => api(`api/v1/models/${encodeURIComponent(name)}/traffic`, { method: "PUT", json: { weights: { [production.version]: 100 } } }), "The split is over: production takes all traffic.");
-  }
 
-  // Rollback
+
+  // Rollback: during a canary, back to production alone; else production to the version before.
   const rollback = el(
     "div",
     {},
     el("h3", {}, "Roll back"),
-    el("p", { class: "hint" }, "Production goes back to the version it pointed at before its last change; any canary split and shadow are cleared."),
+    el("p", { class: "hint" }, split
+      ? `A canary is running: rolling back sends every request to production v${production.version} again.`
+      : "Production goes back to the version it pointed at before its last change; any shadow is cleared."),
     el("button", {
       type: "button",
       class: "danger",
       id: "rollback",
-      onclick: () => act("Roll back production?", `Production of ${name} will go back to its previous version, and the canary split and shadow will be cleared.`, "Roll back", () => api(`api/v1/models/${encodeURIComponent(name)}/rollback`, { method: "POST" }), "Rolled back."),
-    }, "Roll back production"),
+      onclick: () => split
+        ? act("Roll back the canary?", `Every unversioned request to ${name} will go to production v${production.version}; the canary version stops taking traffic.`, "Roll back", () => api(`api/v1/models/${encodeURIComponent(name)}/traffic`, { method: "PUT", json: { weights: { [production.version]: 100 } } }), `Rolled back: production v${production.version} takes all traffic.`)
+        : act("Roll back production?", `Production of ${name} will go back to its previous version, and any shadow will be cleared.`, "Roll back", () => api(`api/v1/models/${encodeURIComponent(name)}/rollback`, { method: "POST" }), "Rolled back."),
+    }, split ? "Roll back the canary" : "Roll back production"),
   );
   return el("div", { class: "two deploy" }, el("div", {}, upload), el("div", {}, canary, rollback));
 }
 
 // The upload with progress; the answer comes once the server has validated the version.
-function send(name, file, stage, progress, status, refresh) {
+export function send(name, file, stage, progress, say, refresh) {
   const form = new FormData();
   form.append("file", file, file.name);
   if (stage) form.append("stage", stage);
@@ -180,8 +194,7 @@ function send(name, file, stage, progress, status, refresh) {
     }
     if (request.status >= 200 && request.status < 300 && body) {
       progress.textContent = "";
-      clear(
-        status,
+      say(
         body.state === "ready"
           ? notice("ok", `v${body.number} is ready${stage ? ` and on ${stage}` : ""} (warm-up ${fmt.ms(body.warmup_ms)}).`)
           : notice("error", `v${body.number} failed validation: ${body.failure_reason || body.state}. It will never take traffic.`),
@@ -190,12 +203,12 @@ function send(name, file, stage, progress, status, refresh) {
     } else {
       progress.textContent = "";
       const message = body && typeof body.error === "string" ? body.error : `the upload failed (HTTP ${request.status})`;
-      clear(status, notice("error", message));
+      say(notice("error", message));
     }
   });
   request.addEventListener("error", () => {
     progress.textContent = "";
-    clear(status, notice("error", "The upload did not reach the server."));
+    say(notice("error", "The upload did not reach the server."));
   });
   progress.textContent = `Uploading ${file.name}…`;
   request.send(form);
