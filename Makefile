@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: install examples run lint system-deps test test-fast bench clean
+.PHONY: install examples run lint system-deps node-deps test test-fast bench clean
 
 install: $(STAMP)
 
@@ -47,7 +47,17 @@ system-deps:
 	elif [ "$$CI" = true ]; then echo "cannot install Debian's $(SYSTEM_PACKAGES) (CI=true)" >&2; exit 1; \
 	else echo "warning: no prometheus/promtool/chromium: their tests will be skipped" >&2; fi
 
-test: lint system-deps
+# JavaScript tools of the tests (package.json: axe-core, the accessibility checker run on
+# the web app's pages), installed from the lock file; never served. Without npm those
+# checks are skipped, and fail with CI=true.
+NODE_STAMP := node_modules/.installed
+node-deps: $(NODE_STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --loglevel=error && touch $(NODE_STAMP); \
+	elif [ "$$CI" = true ]; then echo "npm is needed for the accessibility checks (CI=true)" >&2; exit 1; \
+	else echo "warning: no npm: the accessibility checks will be skipped" >&2; fi
+
+test: lint system-deps node-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: install

@@ -75,6 +75,14 @@ def _client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
     push.add_argument("file", type=Path, metavar="FILE")
     push.add_argument("--name", required=True, help="the model's name")
     push.add_argument("--stage", default=None, help="point this stage (e.g. staging) at the version if it is ready")
+    push.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="CONFIG_YAML",
+        help="the version's config.yaml (pre/post-processing, labels, batching, playground); "
+        "by default the model's latest ready version's config",
+    )
 
     commands.add_parser("models", parents=[common], help="list the models, their stages and traffic")
 
@@ -199,9 +207,11 @@ def main(argv: list[str] | None = None) -> int:
             args.subparser.error(str(exc))  # exits with 2
         return client.run("traffic", args, body=body)
     if args.command in CLIENT_COMMANDS:
-        if args.command == "push" and not args.file.is_file():
-            print(f"ferry: {args.file}: no such file", file=sys.stderr)
-            return 2
+        if args.command == "push":
+            for path in (args.file, args.config):
+                if path is not None and not path.is_file():
+                    print(f"ferry: {path}: no such file", file=sys.stderr)
+                    return 2
         return client.run(args.command, args)
     return 2
 

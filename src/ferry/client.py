@@ -151,15 +151,48 @@ class Client:
             raise ClientError(f"{method} {target} failed: {_reason(exc)}") from None
         return _answer(response)
 
-    def push(self, name: str, file: Path, stage: str | None) -> Any:
+    def push(self, name: str, file: Path, stage: str | None, config: Path | None = None) -> Any:
+        files: dict[str, tuple[str, Any, str]] = {}
+        if config is not None:
+            files["config"] = ("config.yaml", uploadable_config(config), "application/json")
         with file.open("rb") as f:
+            files["file"] = (file.name, f, "application/octet-stream")
             return self.request(
                 "POST",
                 f"{_model(name)}/versions",
                 UPLOAD_TIMEOUT_S,
-                files={"file": (file.name, f, "application/octet-stream")},
+                files=files,
                 data={"stage": stage} if stage else {},
             )
+
+
+def uploadable_config(path: Path) -> bytes:
+    """config.yaml as the server takes it with an upload: checked here, with a labels file
+    beside it read into the list of class names (the server has no folder to read it from)."""
+    import yaml  # here: the other commands never need the config's parsers
+
+    from ferry.config import load_config
+    from ferry.errors import ConfigError
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ClientError(f"{path}: cannot read it: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ClientError(f"{path}: must be a mapping of keys to values")
+    try:
+        config = load_config(path)  # the same checks `ferry serve` makes, labels files read
+    except ConfigError as exc:
+        raise ClientError(str(exc)) from None
+    for step, parsed in zip(raw.get("postprocess") or [], config.postprocess, strict=False):
+        if isinstance(step, dict):
+            step["labels"] = parsed.labels
+    try:
+        return json.dumps(raw, allow_nan=False).encode()
+    except (TypeError, ValueError):
+        raise ClientError(
+            f"{path}: only text, finite numbers, true/false, null, lists and mappings are allowed"
+        ) from None
 
 
 def _model(name: str) -> str:
@@ -204,7 +237,7 @@ def _print(args: argparse.Namespace, answer: Any, text: str) -> None:
 
 
 def push(args: argparse.Namespace) -> int:
-    version = client(args).push(args.name, args.file, args.stage)
+    version = client(args).push(args.name, args.file, args.stage, args.config)
     _print(args, version, tables.version_summary(version, args.stage))
     return 1 if version.get("state") == "failed" else 0
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ferry.errors import ConfigError
+from ferry.errors import ConfigError, first_line
 from ferry.signature import DATATYPES, TensorSpec
 
 RuntimeName = Literal["onnx", "sklearn", "torch", "python"]
@@ -144,6 +145,33 @@ def load_config(path: Path) -> ModelConfig:
 
 
 MAX_LABELS_BYTES = 4 * 1024 * 1024
+
+
+def parse_uploaded_config(text: str) -> dict[str, object]:
+    """config.yaml sent with a version upload, checked as ``ferry serve`` would read it, as
+    the mapping to store. Class names must be a list: no file lies beside an upload
+    (``ferry push --config`` puts a labels file's lines in the list)."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config.yaml is not valid YAML: {first_line(exc)}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("config.yaml must be a mapping of keys to values")
+    try:  # stored as JSON: YAML's binary values, NaN and infinities have no place there
+        json.dumps(raw, allow_nan=False)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            "config.yaml: only text, finite numbers, true/false, null, lists and mappings are allowed"
+        ) from None
+    config = parse_config(raw, "config.yaml")
+    if any(isinstance(step.labels, str) for step in config.postprocess):
+        raise ConfigError(
+            "config.yaml: postprocess labels must be a list of class names in an upload "
+            "(ferry push --config reads a labels file beside it into the list)"
+        )
+    return raw
 
 
 def read_labels(folder: Path, name: str) -> list[str]:

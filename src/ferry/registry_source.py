@@ -11,11 +11,12 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ferry.artifacts import ArtifactStore
 from ferry.config import ModelConfig
 from ferry.errors import Conflict, InvalidInput
+from ferry.pipeline import build_pipeline
 from ferry.registry import Registry, Version, VersionState
 from ferry.sources import RUNTIME_BY_SUFFIX, ModelSource, VersionSource
 from ferry.warmup import build_runtimes, load_failure
@@ -112,10 +113,19 @@ class RegistrySource:
 
     # -- uploads ------------------------------------------------------------------------
 
-    async def upload(self, model: str, filename: str, stream: BinaryIO, uploaded_by: str = "") -> Version:
+    async def upload(
+        self,
+        model: str,
+        filename: str,
+        stream: BinaryIO,
+        uploaded_by: str = "",
+        config: dict[str, Any] | None = None,
+    ) -> Version:
         """Store the artifact, record the next version, and validate it: load it with its
         runtime, read the signature, run a warm-up inference. The version comes back
-        ``ready`` (signature, warm-up ms) or ``failed`` (with the reason)."""
+        ``ready`` (signature, warm-up ms) or ``failed`` (with the reason). ``config``: its
+        config.yaml as a mapping; None: the config of the model's latest ready version that
+        has one (a new version of a model keeps its pre-processing, labels and limits)."""
         filename = os.path.basename(filename or "")
         suffix = Path(filename).suffix
         if suffix not in UPLOAD_SUFFIXES:
@@ -124,9 +134,13 @@ class RegistrySource:
         with contextlib.suppress(Conflict):  # it exists: the usual case
             await asyncio.to_thread(self.registry.create_model, model)
         artifact = await asyncio.to_thread(self.store.put, stream)
+        if config is None:
+            config = await asyncio.to_thread(self._latest_config, model)
         version = await asyncio.to_thread(self.registry.add_version, model, runtime, artifact, filename, uploaded_by)
         number = version.number
-        await asyncio.to_thread(self.registry.set_version_state, model, number, VersionState.VALIDATING)
+        version = await asyncio.to_thread(
+            self.registry.set_version_state, model, number, VersionState.VALIDATING, config=config
+        )
         try:
             signature, warmup_ms = await asyncio.to_thread(self._validate, version)
         except Exception as exc:
@@ -142,11 +156,19 @@ class RegistrySource:
             warmup_ms=warmup_ms,
         )
 
+    def _latest_config(self, model: str) -> dict[str, Any] | None:
+        versions = self.registry.list_versions(model)
+        configs = [v.config for v in versions if v.config is not None and v.state == VersionState.READY]
+        return configs[-1] if configs else None
+
     def _validate(self, version: Version) -> tuple[dict[str, list[dict[str, object]]], float]:
         source, version_source = self.materialise(version)
         runtimes, warmup_ms = build_runtimes(source.runtime_for(version_source), version_source.path, source.config)
         try:
             signature = runtimes[0].signature
+            # The config's pre- and post-processing must fit the model (labels per class,
+            # image inputs): else the version would be "ready" and fail every request.
+            build_pipeline(source.config, signature, getattr(runtimes[0], "hooks", None))
             return {
                 "inputs": [spec.to_json() for spec in signature.inputs],
                 "outputs": [spec.to_json() for spec in signature.outputs],

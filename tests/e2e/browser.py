@@ -15,7 +15,11 @@ from typing import Any
 import pytest
 
 CHROMIUM = os.environ.get("FERRY_TEST_CHROMIUM", "/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+# axe-core, the accessibility checker (package.json; `make test` installs it with npm).
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
 def _unavailable(reason: str) -> None:
@@ -35,6 +39,24 @@ class Tab:
         self.page.screenshot(path=str(path), full_page=True)
         assert path.stat().st_size > 1000, f"{path} is empty"
         return path
+
+
+def check_accessibility(page: Any) -> None:
+    """Load axe-core into every page this tab opens from now on (as an init script, which
+    the pages' CSP does not apply to); ``accessibility_violations`` then runs it."""
+    if not AXE.is_file():
+        _unavailable(f"no {AXE.relative_to(ROOT)} (run `make node-deps`)")
+    page.context.add_init_script(path=str(AXE))
+
+
+def accessibility_violations(page: Any) -> list[str]:
+    """axe-core's WCAG 2.1 A/AA violations on the page as it is now, one line each."""
+    found: list[str] = page.evaluate(
+        """async tags => (await axe.run(document, {runOnly: {type: "tag", values: tags}})).violations.map(
+            v => `${v.id} (${v.impact}): ${v.help}: ${v.nodes.slice(0, 4).map(n => n.target.join(" ")).join(", ")}`)""",
+        WCAG,
+    )
+    return found
 
 
 @pytest.fixture(scope="module")

@@ -184,3 +184,60 @@ def test_an_unreachable_server_exits_with_1() -> None:
     assert result.code == 1, result
     assert result.err.startswith(f"ferry: could not reach {url}")
     assert result.out == ""
+
+
+# -- push --config ------------------------------------------------------------------------
+
+
+def versions_of(server: Server, name: str) -> list[dict]:
+    response = requests.get(f"{server.url}/api/v1/models/{name}/versions", timeout=30)
+    assert response.status_code == 200, response.text
+    versions: list[dict] = response.json()
+    return versions
+
+
+def test_push_with_a_config_sends_its_labels_file_as_a_list(
+    server: Server, files: dict[str, Path], tmp_path: Path
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("max_batch_size: 4\npostprocess:\n  - {output: y, labels: labels.txt, top_k: 2}\n")
+    (tmp_path / "labels.txt").write_text("a\nb\nc\nd\n")
+    expected = {"max_batch_size": 4, "postprocess": [{"output": "y", "labels": ["a", "b", "c", "d"], "top_k": 2}]}
+    argv = ["push", str(files["v1"]), "--name", "configured", "--config", str(config), "--stage", "production"]
+    pushed = json.loads(ok(server, *argv, "--json").out)
+    assert pushed["state"] == "ready" and pushed["config"] == expected
+
+    # The server runs the version with it: batches of 4, class names from the list.
+    triton = requests.get(f"{server.url}/v2/models/configured/config", timeout=30).json()
+    assert triton["max_batch_size"] == 4
+    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1.0, 2.0, 3.0, 4.0]}]}
+    answer = requests.post(f"{server.url}/v2/models/configured/infer", json=body, timeout=30).json()
+    outputs = {o["name"]: o["data"] for o in answer["outputs"]}
+    assert outputs["classes"] == ["d", "c"] and outputs["scores"] == [8.0, 6.0]
+
+    # Pushed without --config, the next version keeps it.
+    ok(server, "push", str(files["v2"]), "--name", "configured", "--stage", "production")
+    assert [v["config"] for v in versions_of(server, "configured")] == [expected, expected]
+    answer = requests.post(f"{server.url}/v2/models/configured/infer", json=body, timeout=30).json()
+    assert answer["model_version"] == "2"
+    assert {o["name"]: o["data"] for o in answer["outputs"]}["classes"] == ["d", "c"]
+
+
+def test_push_with_a_missing_config_exits_with_2(server: Server, files: dict[str, Path], tmp_path: Path) -> None:
+    missing = tmp_path / "config.yaml"
+    result = ferry("push", str(files["v1"]), "--name", "unconfigured", "--config", str(missing), url=server.url)
+    assert result.code == 2, result
+    assert result.err.strip() == f"ferry: {missing}: no such file" and result.out == ""
+    assert requests.get(f"{server.url}/api/v1/models/unconfigured", timeout=30).status_code == 404
+
+
+def test_push_with_an_invalid_config_is_refused_before_the_upload(
+    server: Server, files: dict[str, Path], tmp_path: Path
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("max_batch_size: 4\npostprocess: [{labels: labels.txt}]\n")  # no labels.txt beside it
+    result = ferry("push", str(files["v1"]), "--name", "misconfigured", "--config", str(config), url=server.url)
+    assert result.code == 1, result
+    assert result.err.startswith("ferry: ") and "labels file 'labels.txt'" in result.err, result
+    assert result.out == ""
+    assert requests.get(f"{server.url}/api/v1/models/misconfigured", timeout=30).status_code == 404

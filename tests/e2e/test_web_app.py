@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.browser import SCREENSHOTS, Tab
+from tests.e2e.browser import SCREENSHOTS, Tab, accessibility_violations, check_accessibility
 from tests.e2e.conftest import BuiltExamples
 from tests.e2e.server import Server, start, start_command
 
@@ -56,14 +56,16 @@ def files(examples: BuiltExamples, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def registry(examples: BuiltExamples, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """``ferry server`` with digits v1 on production, pushed as `ferry push --stage production` does."""
+    """``ferry server`` with digits v1 and its config.yaml on production, pushed as
+    `ferry push --config --stage production` does."""
     root = tmp_path_factory.mktemp("web-registry")
     server = start_command(["server", "--data-dir", str(root / "data")], root / "server.log", auth=True)
     running = Running(server, _first_key(server))
     model = (examples.repo / "digits" / "1" / "model.skops").read_bytes()
+    config = (examples.repo / "digits" / "config.yaml").read_bytes()
     answer = requests.post(
         f"{server.url}/api/v1/models/digits/versions",
-        files={"file": ("model.skops", model)},
+        files={"file": ("model.skops", model), "config": ("config.yaml", config)},
         data={"stage": "production"},
         headers=running.headers(),
         timeout=60,
@@ -147,6 +149,15 @@ def test_a_digit_drawn_on_the_canvas_gets_the_right_class(files: Running, tab: T
         top_label(tab, digit)
     assert "v1 answered in" in page.inner_text("#result .meta")
     tab.screenshot("model-digits")
+    # Without a pointer: the same 8x8 pixels typed as numbers (a 3 of the data set).
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    three = digits.data[list(digits.target).index(3)].reshape(8, 8).tolist()
+    page.click("[role=tab]:has-text('Type the values')")
+    page.fill("textarea[id^=typed-]", json.dumps(three))
+    page.click("#run")
+    top_label(tab, "3")
     assert tab.errors == []
 
 
@@ -260,8 +271,10 @@ def test_push_a_version_split_traffic_see_both_answer_and_roll_back(
     page.click("button:has-text('Set canary')")
     page.click("dialog button:has-text('Set canary')")
     page.wait_for_selector("text=Canary set: v2 takes 50% of traffic", timeout=TIMEOUT_MS)
-    # The playground's unversioned requests are answered by both versions.
+    # The playground's unversioned requests are answered by both versions (v2 took v1's
+    # config.yaml, so both read the canvas as 0-16 pixels and answer the same).
     draw(tab, DIGITS["0"])
+    top_label(tab, "0")
     seen = answered_by(tab, runs=40, until={"1", "2"})
     assert seen == {"1", "2"}
     tab.screenshot("model-versions")
@@ -296,14 +309,18 @@ def answered_by(tab: Tab, runs: int, until: set[str] | None = None) -> set[str]:
 PAGES = ["", "models/digits", "models/shapes", "dashboard", "keys", "audit"]
 
 
-def test_every_page_runs_clean_and_is_light(files: Running, tab: Tab) -> None:
-    """No console error on any page; the bytes of JavaScript and CSS each one loads."""
-    sign_in(tab, files.server, files.admin)
+def test_every_page_runs_clean_is_accessible_and_light(files: Running, tab: Tab) -> None:
+    """No console error and no WCAG 2.1 A/AA violation axe-core can find on any page; the
+    bytes of JavaScript and CSS each one loads."""
     page = tab.page
+    check_accessibility(page)
+    sign_in(tab, files.server, files.admin)
     weights = {}
+    violations = {}
     for path in [*PAGES, "login"]:
         page.goto(f"{files.server.url}/{path}")
         page.wait_for_load_state("networkidle", timeout=TIMEOUT_MS)
+        violations[path] = accessibility_violations(page)
         sizes = page.evaluate(
             "() => performance.getEntriesByType('resource')"
             ".filter(e => /\\.(js|css)$/.test(new URL(e.name).pathname))"
@@ -315,6 +332,7 @@ def test_every_page_runs_clean_and_is_light(files: Running, tab: Tab) -> None:
             "files": sorted(name for name, _ in sizes),
         }
         assert tab.errors == [], (path, tab.errors)
+    assert {path: found for path, found in violations.items() if found} == {}
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "page-weights.json").write_text(json.dumps(weights, indent=2) + "\n")
     print("\n[web app] bytes of JavaScript + CSS per page:")

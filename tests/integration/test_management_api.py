@@ -4,11 +4,14 @@ validated, stages and traffic route inference, versions in use cannot be deleted
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 from starlette.testclient import TestClient
 
 from ferry.artifacts import LocalArtifactStore
@@ -209,3 +212,176 @@ def test_control_characters_are_bad_input_not_database_errors(client: TestClient
     assert answer.status_code == 400, answer.text
     assert client.put("/api/v1/models/m/stages/production", json={"version": 2**64}).status_code in (400, 404)
     assert client.post(f"/api/v1/models/m/versions/{2**64}/archive").status_code in (400, 404)
+
+
+# -- a version's config.yaml with its upload ---------------------------------------------
+
+# On scale_onnx (y = 2x on [1, 2, 3, 4]): y read as the scores of four classes, so the
+# answer for X names d then c; batches of at most 4 rows; a form with named fields.
+CLASSIFIER_CONFIG = """
+max_batch_size: 4
+postprocess:
+  - output: y
+    labels: [a, b, c, d]
+    top_k: 2
+playground:
+  inputs:
+    x: {widget: form, features: [w, x, y, z]}
+"""
+
+
+def _post_version(
+    client: TestClient, path: Path, config: str | bytes | None, model: str = "scale", stage: str | None = None
+) -> httpx.Response:
+    files: dict[str, tuple[str, bytes]] = {"file": (path.name, path.read_bytes())}
+    if config is not None:
+        files["config"] = ("config.yaml", config.encode() if isinstance(config, str) else config)
+    return client.post(f"/api/v1/models/{model}/versions", files=files, data={"stage": stage} if stage else None)
+
+
+def _served_config(client: TestClient, model: str = "scale") -> dict:
+    response = client.get(f"/v2/models/{model}/config")
+    assert response.status_code == 200, response.text
+    document: dict = response.json()
+    return document
+
+
+def _configs(client: TestClient, model: str = "scale") -> list[tuple[int, str, dict | None]]:
+    response = client.get(f"/api/v1/models/{model}/versions")
+    assert response.status_code == 200, response.text
+    return [(v["number"], v["state"], v["config"]) for v in response.json()]
+
+
+def test_upload_with_a_config_serves_it_and_the_next_upload_keeps_it(client: TestClient, tmp_path: Path) -> None:
+    sent = yaml.safe_load(CLASSIFIER_CONFIG)
+    response = _post_version(client, scale_onnx(tmp_path / "a.onnx", 2.0), CLASSIFIER_CONFIG, stage="production")
+    assert response.status_code == 201, response.text
+    one = response.json()
+    assert one["state"] == "ready", one
+    assert one["config"] == sent
+
+    # The loaded version runs with it: its batch limit, the classes/scores of the
+    # postprocess step, and the playground's form fields.
+    assert _served_config(client)["max_batch_size"] == 4
+    answer = _infer(client)
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    assert outputs["y"]["data"] == [2.0, 4.0, 6.0, 8.0]
+    assert outputs["classes"]["data"] == ["d", "c"] and outputs["classes"]["shape"] == [1, 2]
+    assert outputs["scores"]["data"] == [8.0, 6.0]
+    (form,) = client.get("/api/v1/catalog/scale").json()["inputs"]
+    assert form["kind"] == "form" and form["features"] == ["w", "x", "y", "z"]
+
+    # No config with the next upload: it takes version 1's, and is served with it.
+    two = _upload(client, scale_onnx(tmp_path / "b.onnx", 3.0), stage="production")
+    assert two["number"] == 2 and two["state"] == "ready"
+    assert two["config"] == sent
+    assert _served_config(client)["max_batch_size"] == 4
+    outputs = {o["name"]: o for o in _infer(client)["outputs"]}
+    assert outputs["classes"]["data"] == ["d", "c"] and outputs["scores"]["data"] == [12.0, 9.0]
+    assert _configs(client) == [(1, "ready", sent), (2, "ready", sent)]
+
+
+def test_a_failed_versions_config_is_not_taken_over(client: TestClient, tmp_path: Path) -> None:
+    # The first version of a model without a config has none: the defaults.
+    first = _upload(client, scale_onnx(tmp_path / "a.onnx", 1.0))
+    assert first["state"] == "ready" and first["config"] is None
+    # JSON is YAML: `ferry push --config` sends it so.
+    small = {"max_batch_size": 2, "description": "two at a time"}
+    response = _post_version(client, scale_onnx(tmp_path / "b.onnx", 2.0), json.dumps(small))
+    assert response.status_code == 201, response.text
+    assert response.json()["state"] == "ready" and response.json()["config"] == small
+
+    # A file that does not load, with a config: failed, and its config is kept on it.
+    corrupt = tmp_path / "broken.onnx"
+    corrupt.write_bytes(b"this is not an onnx model")
+    response = _post_version(client, corrupt, "max_batch_size: 8\n")
+    assert response.status_code == 201, response.text
+    assert response.json()["state"] == "failed" and response.json()["config"] == {"max_batch_size": 8}
+
+    # The next upload without a config takes version 2's: the latest *ready* one's.
+    fourth = _upload(client, scale_onnx(tmp_path / "d.onnx", 4.0), stage="production")
+    assert fourth["number"] == 4 and fourth["state"] == "ready"
+    assert fourth["config"] == small
+    assert _served_config(client)["max_batch_size"] == 2
+    assert _infer(client)["outputs"][0]["data"] == [4.0, 8.0, 12.0, 16.0]
+    assert [state for _, state, _ in _configs(client)] == ["ready", "ready", "failed", "ready"]
+
+
+@pytest.mark.parametrize(
+    "config",
+    ["postprocess: [{labels: [a, b, c]}]\n", "postprocess: [{output: z, labels: [a, b, c, d]}]\n"],
+    ids=["3-labels-for-4-classes", "unknown-output"],
+)
+def test_a_config_that_does_not_fit_the_model_fails_validation(client: TestClient, tmp_path: Path, config: str) -> None:
+    _upload(client, scale_onnx(tmp_path / "a.onnx", 1.0), stage="production")
+    response = _post_version(client, scale_onnx(tmp_path / "b.onnx", 2.0), config, stage="production")
+    assert response.status_code == 201, response.text
+    version = response.json()
+    assert version["state"] == "failed", version
+    assert "postprocess" in version["failure_reason"]
+    # Production stays on version 1, which answers.
+    assert client.get("/api/v1/models/scale").json()["stages"] == {"production": 1}
+    assert _infer(client)["model_version"] == "1"
+
+
+MIB = 1024 * 1024
+
+
+REFUSED: list[tuple[str | bytes, int, str]] = [
+    ("max_batch_size: [4\n", 400, "config.yaml is not valid YAML"),
+    ("{max_batch_size: 4", 400, "config.yaml is not valid YAML"),
+    ("- max_batch_size: 4\n", 400, "config.yaml must be a mapping"),
+    ("42\n", 400, "config.yaml must be a mapping"),
+    ('"max_batch_size: 4"\n', 400, "config.yaml must be a mapping"),
+    ("max_batch_sise: 4\n", 400, "unknown key 'max_batch_sise'"),
+    ("preprocess: [{image: {colour: RGB}}]\n", 400, "unknown key 'preprocess.0.image.colour'"),
+    ("max_batch_size: -1\n", 400, "config.yaml: max_batch_size"),
+    ("postprocess: [{labels: labels.txt}]\n", 400, "labels must be a list"),
+    (b"description: caf\xe9\n", 400, "config.yaml must be UTF-8"),
+    ("#" * (MIB + 1), 413, "config.yaml is over 1048576 bytes"),
+]
+
+
+def test_refused_configs_add_no_version(client: TestClient, tmp_path: Path) -> None:
+    model = scale_onnx(tmp_path / "model.onnx", 2.0)
+    # On a model that does not exist yet: it is not created either.
+    for config, status, message in REFUSED:
+        refused = _post_version(client, model, config, model="fresh", stage="production")
+        assert refused.status_code == status, (config[:80], refused.text)
+        error = refused.json()["error"]
+        assert error.startswith("config.yaml") and message in error, (config[:80], error)
+    assert client.get("/api/v1/models/fresh").status_code == 404
+    assert client.get("/api/v1/models").json() == []
+
+    # On a model with a version: the versions and stages stay as they were.
+    _upload(client, model, stage="production")
+    for config, status, message in REFUSED:
+        refused = _post_version(client, model, config, stage="staging")
+        assert refused.status_code == status, (config[:80], refused.text)
+        assert message in refused.json()["error"]
+    assert _configs(client) == [(1, "ready", None)]
+    assert client.get("/api/v1/models/scale").json()["stages"] == {"production": 1}
+    assert [m["name"] for m in client.get("/api/v1/models").json()] == ["scale"]
+
+
+def test_a_config_of_exactly_1_mib_is_taken(client: TestClient, tmp_path: Path) -> None:
+    padded = "max_batch_size: 3\n#" + "x" * (MIB - 20) + "\n"
+    assert len(padded.encode()) == MIB
+    version = _post_version(client, scale_onnx(tmp_path / "model.onnx", 2.0), padded, stage="production").json()
+    assert version["state"] == "ready" and version["config"] == {"max_batch_size": 3}
+    assert _served_config(client)["max_batch_size"] == 3
+
+
+@pytest.mark.parametrize(
+    "config",
+    ["description: !!binary aGVsbG8=\n", "playground: {inputs: {x: {widget: canvas, range: [0, .nan]}}}\n"],
+    ids=["binary", "nan"],
+)
+def test_configs_json_cannot_hold_are_refused(client: TestClient, tmp_path: Path, config: str) -> None:
+    try:
+        refused = _post_version(client, scale_onnx(tmp_path / "model.onnx", 2.0), config)
+    except Exception as exc:  # the TestClient re-raises the server's error
+        pytest.fail(f"the upload raised {type(exc).__name__}: {exc}")
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"].startswith("config.yaml")
+    assert client.get("/api/v1/models/scale").status_code == 404

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -105,6 +106,84 @@ def test_usage_errors_exit_with_2(capsys: pytest.CaptureFixture[str], argv: list
 def test_push_of_a_missing_file_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["push", str(tmp_path / "nope.onnx"), "--name", "m"]) == 2
     assert "nope.onnx: no such file" in capsys.readouterr().err
+
+
+# -- push --config ----------------------------------------------------------------------
+
+
+def test_push_config_argument() -> None:
+    assert parse("push", "model.onnx", "--name", "m", "--config", "cfg/config.yaml").config == Path("cfg/config.yaml")
+    assert parse("push", "model.onnx", "--name", "m").config is None
+
+
+def test_push_of_a_missing_config_is_a_usage_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"not looked at")
+    # Refused before any request: nothing listens on port 1.
+    argv = ["push", str(model), "--name", "m", "--config", str(tmp_path / "nope.yaml"), "--url", "http://127.0.0.1:1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "nope.yaml: no such file" in err and "could not reach" not in err
+
+
+def test_uploadable_config_reads_the_labels_file_into_the_list(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "max_batch_size: 4\n"
+        "postprocess:\n"
+        "  - {output: y, labels: labels.txt, top_k: 2}\n"
+        "  - {output: z, labels: [p, q]}\n"
+        "playground: {inputs: {x: {widget: form}}}\n"
+    )
+    (tmp_path / "labels.txt").write_text("cat\n  dog \nbird\n\n")
+    sent = json.loads(client.uploadable_config(config))
+    assert sent == {
+        "max_batch_size": 4,
+        "postprocess": [
+            {"output": "y", "labels": ["cat", "dog", "bird"], "top_k": 2},
+            {"output": "z", "labels": ["p", "q"]},
+        ],
+        "playground": {"inputs": {"x": {"widget": "form"}}},
+    }
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing set\n")
+    assert json.loads(client.uploadable_config(empty)) == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("max_batch_sise: 4\n", "unknown key 'max_batch_sise'"),
+        ("max_batch_size: [4\n", "cannot read it"),
+        ("- max_batch_size: 4\n", "must be a mapping"),
+        ("postprocess: [{labels: missing.txt}]\n", "labels file 'missing.txt'"),
+        ("postprocess: [{labels: ../labels.txt}]\n", "must be beside config.yaml"),
+        ("postprocess: [{labels: empty.txt}]\n", "labels file 'empty.txt' is empty"),
+    ],
+)
+def test_push_of_an_invalid_config_fails_before_any_request(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str, message: str
+) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(text)
+    (folder / "empty.txt").write_text("\n")
+    (tmp_path / "labels.txt").write_text("a\nb\n")  # beside the folder, not in it
+    (folder / "model.onnx").write_bytes(b"not looked at")
+    with pytest.raises(client.ClientError, match=re.escape(message)):
+        client.uploadable_config(folder / "config.yaml")
+    # `ferry push` says so and exits 1 without a request: nothing listens on port 1.
+    argv = ["push", str(folder / "model.onnx"), "--name", "m", "--config", str(folder / "config.yaml")]
+    assert main([*argv, "--url", "http://127.0.0.1:1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ferry: ") and message in err and "could not reach" not in err, err
+
+
+def test_a_config_json_cannot_hold_is_a_client_error(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("description: !!binary aGVsbG8=\n")
+    with pytest.raises(client.ClientError):
+        client.uploadable_config(config)
 
 
 def test_unreachable_server_exits_with_1(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,8 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 
-from ferry.errors import Forbidden, InvalidInput, NotFound, PayloadTooLarge
+from ferry.config import parse_uploaded_config
+from ferry.errors import ConfigError, Forbidden, InvalidInput, NotFound, PayloadTooLarge
 from ferry.http.fields import PlainText, no_control_characters
 from ferry.http.scopes import requires, visible_to
 from ferry.http.v2 import Config, Name
@@ -110,6 +111,7 @@ class VersionOut(BaseModel):
     state: str = Field(description="uploaded, validating, ready, failed or archived", examples=["ready"])
     failure_reason: str | None = Field(None, description="Why validation failed (state failed)")
     signature: dict[str, Any] | None = None
+    config: dict[str, Any] | None = Field(None, description="Its config.yaml, as uploaded or taken over")
     warmup_ms: float | None = None
     uploaded_by: str
     created_at: datetime
@@ -126,6 +128,7 @@ class VersionOut(BaseModel):
             state=version.state.value,
             failure_reason=version.failure_reason,
             signature=version.signature,
+            config=version.config,
             warmup_ms=version.warmup_ms,
             uploaded_by=version.uploaded_by,
             created_at=version.created_at,
@@ -235,6 +238,14 @@ async def upload_version(
     manager: Manager,
     config: Config,
     stage: Annotated[str | None, Form(description="Put the version on this stage if it validates")] = None,
+    config_yaml: Annotated[
+        UploadFile | None,
+        File(
+            alias="config",
+            description="The version's config.yaml (YAML or JSON; labels as a list). Left out: the "
+            "config of the model's latest ready version, if any.",
+        ),
+    ] = None,
 ) -> VersionOut:
     # UploadLimit has refused bodies over the limit as they arrived; this is for the file alone.
     if file.size is not None and file.size > config.max_upload_bytes:
@@ -246,12 +257,28 @@ async def upload_version(
         filename = no_control_characters(file.filename or "")
     except ValueError:
         raise InvalidInput("the file name must not contain control characters") from None
-    version = await source.upload(name, filename, file.file, uploaded_by=uploader)
+    settings = await _uploaded_config(config_yaml) if config_yaml is not None else None
+    version = await source.upload(name, filename, file.file, uploaded_by=uploader, config=settings)
     request.state.audit_target = f"{name}/{version.number}"
     if stage and version.state.value == "ready":
         await asyncio.to_thread(source.registry.set_stage, name, stage, version.number)
         await manager.sync()
     return VersionOut.of(version)
+
+
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+async def _uploaded_config(upload: UploadFile) -> dict[str, Any]:
+    text = await upload.read(MAX_CONFIG_BYTES + 1)
+    if len(text) > MAX_CONFIG_BYTES:
+        raise PayloadTooLarge(f"config.yaml is over {MAX_CONFIG_BYTES} bytes")
+    try:
+        return parse_uploaded_config(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidInput("config.yaml must be UTF-8 text") from None
+    except ConfigError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 @router.post("/models/{name}/versions/{number}/archive", summary="Archive a version", responses=ERRORS)

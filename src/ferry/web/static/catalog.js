@@ -40,6 +40,7 @@ function card(model, live) {
 function addModelForm() {
   const name = el("input", { id: "new-model-name", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9_.-]*", autocomplete: "off" });
   const file = el("input", { id: "new-model-file", type: "file", required: true });
+  const config = el("input", { id: "new-model-config", type: "file", accept: ".yaml,.yml,.json" });
   const progress = el("p", { class: "hint", role: "status", "aria-live": "polite" });
   const result = el("div", { role: "status" });
   const form = el(
@@ -48,7 +49,8 @@ function addModelForm() {
     el("h2", { id: "add-model" }, "Add a model"),
     el("div", { class: "fields" },
       el("div", {}, el("label", { for: "new-model-name" }, "Name"), name),
-      el("div", {}, el("label", { for: "new-model-file" }, "Model file (.onnx, .skops, .pt, .pt2)"), file)),
+      el("div", {}, el("label", { for: "new-model-file" }, "Model file (.onnx, .skops, .pt, .pt2)"), file),
+      el("div", {}, el("label", { for: "new-model-config" }, "config.yaml (optional)"), config)),
     el("button", { type: "submit" }, "Upload to production"),
     progress,
     result,
@@ -57,7 +59,8 @@ function addModelForm() {
     event.preventDefault();
     const model = name.value.trim();
     const say = (node) => clear(result, node);
-    send(model, file.files[0], "production", progress, say, async () => window.location.assign(url("models/" + encodeURIComponent(model))));
+    const open = async () => window.location.assign(url("models/" + encodeURIComponent(model)));
+    send(model, file.files[0], "production", progress, say, open, config.files[0]);
   });
   return el("section", { class: "card" }, form);
 }

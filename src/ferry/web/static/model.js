@@ -37,7 +37,7 @@ function drawHeading() {
     el("p", { class: "lead" }, entry.description || entry.reason || "No description."),
     el(
       "p",
-      { class: "row", "aria-label": "Versions serving" },
+      { class: "row" },
       entry.versions.map((v) => el("span", {}, el("span", { class: "mono" }, "v" + v.version), " ", versionBadges(v))),
       entry.default_version ? el("span", { class: "hint" }, `Unversioned requests: ${Object.keys(entry.split || {}).length > 1 ? "split " + Object.entries(entry.split).map(([v, w]) => `v${v} ${w}%`).join(" / ") : "v" + entry.default_version}`) : null,
     ),

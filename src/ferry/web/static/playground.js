@@ -145,17 +145,43 @@ function canvasWidget(input, onReady) {
     context.putImageData(image, 0, 0);
   }
 
+  // Without a pointer (keyboard, screen reader): the same pixels typed as numbers.
+  const typedId = "typed-" + input.name;
+  const typed = el("textarea", { id: typedId, class: "code", rows: 6, spellcheck: "false" });
+  typed.value = JSON.stringify(Array.from({ length: input.height }, () => Array(input.width).fill(input.range[0])));
+  const drawPane = el("div", { class: "canvas-wrap" }, board, el("div", {}, small, el("p", { class: "hint" }, "What the model sees"), clearButton));
+  const typePane = el(
+    "div",
+    {},
+    el("label", { for: typedId }, `${input.height} rows of ${input.width} values, from ${input.range[0]} (background) to ${input.range[1]} (ink)`),
+    typed,
+  );
+  typePane.hidden = true;
+  let mode = "draw";
+  const tabs = tabList([["draw", "Draw"], ["type", "Type the values"]], (chosen) => {
+    mode = chosen;
+    drawPane.hidden = chosen !== "draw";
+    typePane.hidden = chosen !== "type";
+  });
+
   return {
-    node: el(
-      "div",
-      { class: "field" },
-      title(input, `draw (${input.height}x${input.width})`),
-      el("div", { class: "canvas-wrap" }, board, el("div", {}, small, el("p", { class: "hint" }, "What the model sees"), clearButton)),
-    ),
+    node: el("div", { class: "field" }, title(input, `draw (${input.height}x${input.width})`), tabs, drawPane, typePane),
     value() {
-      if (!inked) throw new Error(`Draw something for ${input.name} first.`);
-      const [low, high] = input.range;
-      const data = Array.from(cells(), (v) => round(low + v * (high - low)));
+      let data;
+      if (mode === "type") {
+        try {
+          data = [JSON.parse(typed.value)].flat(Infinity).map(Number);
+        } catch (err) {
+          throw new Error(`The values for ${input.name} are not valid JSON: ${err.message}`);
+        }
+        if (data.length !== input.height * input.width || data.some((v) => isNaN(v))) {
+          throw new Error(`Type ${input.height * input.width} numbers for ${input.name}.`);
+        }
+      } else {
+        if (!inked) throw new Error(`Draw something for ${input.name} first.`);
+        const [low, high] = input.range;
+        data = Array.from(cells(), (v) => round(low + v * (high - low)));
+      }
       return { kind: "tensor", name: input.name, datatype: input.datatype, shape: input.batch_shape, data };
     },
   };

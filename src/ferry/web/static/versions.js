@@ -47,7 +47,7 @@ export function versionsSection(entry, refresh) {
                 el("td", {}, `${v.runtime} · ${v.filename}`),
                 el("td", {}, fmt.time(v.created_at), el("p", { class: "hint" }, v.uploaded_by)),
                 deploy
-                  ? el("td", { class: "actions" }, v.state === "ready" && !isProduction ? el("button", { type: "button", class: "secondary", onclick: () => promote(v.number) }, "Promote to production") : null)
+                  ? el("td", {}, el("div", { class: "actions" }, v.state === "ready" && !isProduction ? el("button", { type: "button", class: "secondary", onclick: () => promote(v.number) }, "Promote to production") : null))
                   : null,
               );
             }),
@@ -95,20 +95,28 @@ function controls(entry, versions, say, refresh) {
     .map((v) => ({ version: String(v.number) }));
   // Upload
   const file = el("input", { type: "file", id: "upload-file", required: true });
+  const config = el("input", { type: "file", id: "upload-config", accept: ".yaml,.yml,.json" });
   const stage = el("select", { id: "upload-stage" }, el("option", { value: "" }, "No stage"), el("option", { value: "staging" }, "staging"), el("option", { value: "production" }, "production"));
   const progress = el("p", { class: "hint", role: "status", "aria-live": "polite" });
   const upload = el(
     "form",
     { class: "upload", "aria-labelledby": "upload-title" },
     el("h3", { id: "upload-title" }, "Upload a new version"),
-    el("div", { class: "fields" }, el("div", {}, el("label", { for: "upload-file" }, "Model file (.onnx, .skops, .pt, .pt2)"), file), el("div", {}, el("label", { for: "upload-stage" }, "Then put it on"), stage)),
+    el(
+      "div",
+      { class: "fields" },
+      el("div", {}, el("label", { for: "upload-file" }, "Model file (.onnx, .skops, .pt, .pt2)"), file),
+      el("div", {}, el("label", { for: "upload-config" }, "config.yaml (optional)"), config),
+      el("div", {}, el("label", { for: "upload-stage" }, "Then put it on"), stage),
+    ),
+    el("p", { class: "hint" }, "Without a config.yaml, the version takes the latest ready version's config (pre- and post-processing, labels, batching)."),
     el("button", { type: "submit" }, "Upload and validate"),
     progress,
   );
   upload.addEventListener("submit", (event) => {
     event.preventDefault();
     if (!file.files[0]) return;
-    send(name, file.files[0], stage.value, progress, say, refresh);
+    send(name, file.files[0], stage.value, progress, say, refresh, config.files[0]);
   });
 
   // Canary
@@ -171,9 +179,10 @@ function controls(entry, versions, say, refresh) {
 }
 
 // The upload with progress; the answer comes once the server has validated the version.
-export function send(name, file, stage, progress, say, refresh) {
+export function send(name, file, stage, progress, say, refresh, config) {
   const form = new FormData();
   form.append("file", file, file.name);
+  if (config) form.append("config", config, config.name);
   if (stage) form.append("stage", stage);
   const request = new XMLHttpRequest();
   request.open("POST", url(`api/v1/models/${encodeURIComponent(name)}/versions`));
