@@ -84,7 +84,9 @@ class PlaygroundInput(BaseModel):
 
     widget: Literal["image", "canvas", "text", "form", "json"] | None = None
     size: tuple[int, int] | None = Field(None, description="canvas: [height, width] in pixels of the input")
-    range: tuple[float, float] = Field((0.0, 1.0), description="canvas: the values of background and of full ink")
+    range: tuple[float, float] | None = Field(
+        None, description="canvas: the values of background and of full ink (default 0-1, 0-255 for UINT8)"
+    )
     features: list[str] | None = Field(None, description="form: one field name per column")
 
 

@@ -155,6 +155,7 @@ def test_a_digit_drawn_on_the_canvas_gets_the_right_class(files: Running, tab: T
     digits = load_digits()
     three = digits.data[list(digits.target).index(3)].reshape(8, 8).tolist()
     page.click("[role=tab]:has-text('Type the values')")
+    assert page.locator("canvas.draw").is_hidden()
     page.fill("textarea[id^=typed-]", json.dumps(three))
     page.click("#run")
     top_label(tab, "3")
@@ -283,11 +284,16 @@ def test_push_a_version_split_traffic_see_both_answer_and_roll_back(
     page.click("dialog button:has-text('Roll back')")
     page.wait_for_selector("text=Rolled back", timeout=TIMEOUT_MS)
     assert answered_by(tab, runs=10) == {"1"}
+    # The split is over, not pinned to v1: promoting v2 moves every request to it.
+    page.click("tr[data-version='2'] button:has-text('Promote to production')")
+    page.click("dialog button:has-text('Promote')")
+    page.wait_for_selector("text=v2 is now production", timeout=TIMEOUT_MS)
+    assert answered_by(tab, runs=10) == {"2"}
     # Each change is in the audit trail, with the key that made it.
     page.goto(f"{server.url}/audit")
     page.wait_for_selector("#main table", timeout=TIMEOUT_MS)
     trail = page.inner_text("#main table")
-    assert trail.count("set_traffic") == 2 and "upload_version" in trail
+    assert "set_traffic" in trail and "clear_traffic" in trail and "set_stage" in trail and "upload_version" in trail
     tab.screenshot("audit")
     assert tab.errors == []
 
@@ -324,20 +330,22 @@ def test_every_page_runs_clean_is_accessible_and_light(files: Running, tab: Tab)
         sizes = page.evaluate(
             "() => performance.getEntriesByType('resource')"
             ".filter(e => /\\.(js|css)$/.test(new URL(e.name).pathname))"
-            ".map(e => [new URL(e.name).pathname, e.decodedBodySize])"
+            ".map(e => [new URL(e.name).pathname, e.decodedBodySize, e.encodedBodySize])"
         )
         weights["/" + path] = {
-            "javascript_bytes": sum(size for name, size in sizes if name.endswith(".js")),
-            "css_bytes": sum(size for name, size in sizes if name.endswith(".css")),
-            "files": sorted(name for name, _ in sizes),
+            "javascript_bytes": sum(size for name, size, _ in sizes if name.endswith(".js")),
+            "css_bytes": sum(size for name, size, _ in sizes if name.endswith(".css")),
+            "transferred_bytes": sum(sent for _, _, sent in sizes),  # compressed
+            "files": sorted(name for name, _, _ in sizes),
         }
         assert tab.errors == [], (path, tab.errors)
     assert {path: found for path, found in violations.items() if found} == {}
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "page-weights.json").write_text(json.dumps(weights, indent=2) + "\n")
-    print("\n[web app] bytes of JavaScript + CSS per page:")
+    print("\n[web app] bytes of JavaScript + CSS per page (and compressed, as sent):")
     for path, weight in weights.items():
-        print(f"  {path:16} {weight['javascript_bytes']:>7} JS  {weight['css_bytes']:>6} CSS")
+        js, css, sent = weight["javascript_bytes"], weight["css_bytes"], weight["transferred_bytes"]
+        print(f"  {path:16} {js:>7} JS  {css:>6} CSS  {sent:>6} sent")
         # No framework, no CDN: every page loads only this server's own small files.
         assert all(name.startswith("/static/") for name in weight["files"]), weight
         assert weight["javascript_bytes"] + weight["css_bytes"] < 100_000, weight

@@ -147,6 +147,24 @@ def test_traffic_split_pinning_delete_and_archive(client: TestClient, tmp_path: 
     assert [v["number"] for v in client.get("/api/v1/models/scale/versions").json()] == [1]
 
 
+def test_ending_a_split_gives_unversioned_requests_back_to_production(client: TestClient, tmp_path: Path) -> None:
+    _upload(client, scale_onnx(tmp_path / "a.onnx", 1.0), stage="production")
+    _upload(client, scale_onnx(tmp_path / "b.onnx", 3.0), stage="staging")
+    _upload(client, scale_onnx(tmp_path / "c.onnx", 5.0))
+    # A split pinned to version 2 alone, with version 3 as the shadow.
+    body = {"weights": {"2": 100}, "shadow": {"version": 3, "percent": 50}}
+    assert client.put("/api/v1/models/scale/traffic", json=body).status_code == 200
+    assert {_infer(client)["model_version"] for _ in range(10)} == {"2"}
+    ended = client.delete("/api/v1/models/scale/traffic")
+    assert ended.status_code == 200, ended.text
+    assert ended.json()["traffic"] == {"weights": {}, "shadow_version": None, "shadow_percent": 0}
+    assert {_infer(client)["model_version"] for _ in range(10)} == {"1"}
+    # Production moves, and unversioned requests follow it (no weights left to pin them).
+    assert client.put("/api/v1/models/scale/stages/production", json={"version": 2}).status_code == 200
+    assert {_infer(client)["model_version"] for _ in range(10)} == {"2"}
+    assert client.delete("/api/v1/models/nothing/traffic").status_code == 404
+
+
 def test_create_model_and_unknown_names(client: TestClient) -> None:
     created = client.post("/api/v1/models", json={"name": "digits", "task": "classification", "labels": {"a": "b"}})
     assert created.status_code == 201, created.text

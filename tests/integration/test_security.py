@@ -89,6 +89,7 @@ EXPECTED: dict[tuple[str, str], Scope | str | Page | None] = {
     ("PUT", "/api/v1/models/{name}/stages/{stage}"): D,
     ("POST", "/api/v1/models/{name}/rollback"): D,
     ("PUT", "/api/v1/models/{name}/traffic"): D,
+    ("DELETE", "/api/v1/models/{name}/traffic"): D,
     ("GET", "/api/v1/models/{name}/shadow"): R,
     ("GET", "/api/v1/keys"): A,
     ("POST", "/api/v1/keys"): A,

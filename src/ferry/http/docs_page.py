@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse
 
@@ -34,7 +35,8 @@ def _swagger_assets() -> Path:
 
 
 def install(app: FastAPI) -> None:
-    app.mount("/static/docs", StaticFiles(directory=_swagger_assets()), name="docs-assets")
+    # Swagger UI's bundle is 1.4 MB, about 400 KB compressed.
+    app.mount("/static/docs", GZipMiddleware(StaticFiles(directory=_swagger_assets())), name="docs-assets")
     app.mount("/static/ferry", StaticFiles(directory=STATIC), name="ferry-assets")
 
     @app.get("/favicon.ico", include_in_schema=False)

@@ -347,6 +347,21 @@ async def set_traffic(name: Name, body: TrafficBody, source: Source, manager: Ma
     return await _model_doc(source, manager, name)
 
 
+@router.delete(
+    "/models/{name}/traffic",
+    summary="End the split and the shadow",
+    description="Unversioned requests follow the production stage again (the highest served "
+    "version without one); the shadow, if any, is removed. The way out of a canary that keeps "
+    "production where it is (rollback moves production itself).",
+    responses=ERRORS,
+)
+@requires(Scope.DEPLOY)
+async def clear_traffic(name: Name, source: Source, manager: Manager) -> ModelOut:
+    await asyncio.to_thread(source.registry.clear_traffic, name)
+    await manager.sync()
+    return await _model_doc(source, manager, name)
+
+
 @router.get(
     "/models/{name}/shadow",
     summary="What the shadow version did",

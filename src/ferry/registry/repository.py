@@ -309,6 +309,15 @@ class Registry:
             self._bump_revision(session, model.id)
             return Traffic.of(row, model.name)
 
+    def clear_traffic(self, model_name: str) -> Traffic:
+        """No split and no shadow: unversioned requests follow the production stage again."""
+        with self._write() as session:
+            model = self._model(session, model_name, lock=True)
+            row = self._traffic_row(session, model.id)
+            row.weights, row.shadow_version, row.shadow_percent = {}, None, 0
+            self._bump_revision(session, model.id)
+            return Traffic.of(row, model.name)
+
     def get_traffic(self, model_name: str) -> Traffic:
         with self._read() as session:
             model = self._model(session, model_name)

@@ -5,7 +5,8 @@ model with its playground inputs, and the live numbers behind the charts."""
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Query
 from starlette.requests import Request
@@ -14,10 +15,13 @@ from starlette.responses import Response
 from ferry.errors import NotFound
 from ferry.http.scopes import requires, visible_to
 from ferry.http.v2 import Name, json_response
-from ferry.manager import LOADING, READY, UNAVAILABLE, ModelManager
+from ferry.manager import LOADING, READY, UNAVAILABLE, LoadedVersion, ModelManager
 from ferry.security.keys import Scope
 from ferry.web.live import LiveStats
 from ferry.web.playground import widgets
+
+if TYPE_CHECKING:  # `ferry serve` never imports the registry (SQLAlchemy)
+    from ferry.registry_source import RegistrySource
 
 router = APIRouter(prefix="/api/v1", tags=["web app"])
 
@@ -36,7 +40,7 @@ def _manager(request: Request) -> ModelManager:
 async def catalog(request: Request) -> Response:
     manager = _manager(request)
     names = [name for name in manager.names() if visible_to(request, name)]
-    entries = await asyncio.to_thread(_entries, request, manager, names)
+    entries = await _entries(manager, names)
     return json_response({"registry": manager.registry is not None, "models": entries})
 
 
@@ -52,7 +56,7 @@ async def catalog_model(name: Name, request: Request) -> Response:
     manager = _manager(request)
     if not manager.knows(name):
         raise NotFound(f"unknown model {name!r}")
-    entry = (await asyncio.to_thread(_entries, request, manager, [name]))[0]
+    entry = (await _entries(manager, [name]))[0]
     entry["registry"] = manager.registry is not None
     loaded = manager.default_version(name)
     if loaded is not None:
@@ -78,12 +82,31 @@ async def live(request: Request, model: Annotated[str | None, Query(examples=["d
     return json_response(stats.report(names))
 
 
-def _entries(request: Request, manager: ModelManager, names: list[str]) -> list[dict[str, Any]]:
-    """Catalog entries; the registry (stages, traffic, description) is read in a thread."""
-    source = manager.registry
-    by_name: dict[str, list[dict[str, str]]] = {}
-    for row in manager.index():
-        by_name.setdefault(row["name"], []).append(row)
+async def _entries(manager: ModelManager, names: list[str]) -> list[dict[str, Any]]:
+    """Catalog entries: the manager's state read on the event loop, which changes it; the
+    registry's (stages, traffic, description) in a thread."""
+    served = _Served.of(manager, names)
+    return await asyncio.to_thread(_assemble, manager.registry, served, names)
+
+
+@dataclass(frozen=True)
+class _Served:
+    """What the manager serves, read on the event loop (which changes it) in one go."""
+
+    rows: dict[str, list[dict[str, str]]]
+    platforms: dict[tuple[str, str], str]
+    defaults: dict[str, LoadedVersion | None]
+
+    @classmethod
+    def of(cls, manager: ModelManager, names: list[str]) -> _Served:
+        rows: dict[str, list[dict[str, str]]] = {}
+        for row in manager.index():
+            rows.setdefault(row["name"], []).append(row)
+        platforms = {(v.name, v.version): v.platform for v in manager.loaded()}
+        return cls(rows, platforms, {name: manager.default_version(name) for name in names})
+
+
+def _assemble(source: RegistrySource | None, served: _Served, names: list[str]) -> list[dict[str, Any]]:
     entries = []
     for name in names:
         stages: dict[str, int] = {}
@@ -99,25 +122,26 @@ def _entries(request: Request, manager: ModelManager, names: list[str]) -> list[
             stages = source.registry.get_stages(name)
             traffic = source.registry.get_traffic(name)
             weights, shadow = traffic.weights, traffic.shadow_version
-        default = manager.default_version(name)
+        default = served.defaults.get(name)
         if not description and default is not None:
             description = default.config.description
+        rows = served.rows.get(name, [])
         versions = [
             {
                 "version": row["version"],
                 "state": row["state"],
                 "reason": row["reason"],
                 "stages": sorted(stage for stage, number in stages.items() if str(number) == row["version"]),
-                "weight": weights.get(int(row["version"])) if row["version"] else None,
+                "weight": weights.get(int(row["version"])),
                 "shadow": shadow is not None and str(shadow) == row["version"],
-                "platform": _platform(manager, name, row["version"]),
+                "platform": served.platforms.get((name, row["version"]), ""),
             }
-            for row in by_name.get(name, [])
+            for row in rows
             if row["version"]
         ]
         states = {v["state"] for v in versions}
         state = READY if READY in states else LOADING if LOADING in states else UNAVAILABLE
-        reasons = [row["reason"] for row in by_name.get(name, []) if row["reason"]]
+        reasons = [row["reason"] for row in rows if row["reason"]]
         entries.append(
             {
                 "name": name,
@@ -126,13 +150,9 @@ def _entries(request: Request, manager: ModelManager, names: list[str]) -> list[
                 "state": state,
                 "reason": "" if state == READY else (reasons[0] if reasons else ""),
                 "default_version": default.version if default is not None else None,
+                "stages": {stage: str(number) for stage, number in sorted(stages.items())},
                 "split": {str(n): w for n, w in weights.items() if w > 0},
                 "versions": versions,
             }
         )
     return entries
-
-
-def _platform(manager: ModelManager, name: str, version: str) -> str:
-    """The loaded version's platform (shadows included); "" when it is not loaded."""
-    return next((v.platform for v in manager.loaded() if v.name == name and v.version == version), "")

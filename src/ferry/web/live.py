@@ -6,6 +6,7 @@ own ModelStats, so it works with Prometheus metrics off too."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -14,6 +15,8 @@ from typing import Any
 
 from ferry.manager import ModelManager
 from ferry.stats import LATENCY_BOUNDS_NS, ModelStats
+
+log = logging.getLogger("ferry.web")
 
 # What the catalog calls "now": the intervals of about the last ten seconds.
 RECENT_S = 10.0
@@ -79,7 +82,10 @@ class LiveStats:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            self.sample()
+            try:
+                self.sample()
+            except Exception:  # a bad sample must not end the charts for the process's life
+                log.exception("could not sample the live numbers")
 
     def sample(self) -> None:
         now = time.monotonic()

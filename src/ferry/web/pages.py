@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -67,7 +68,8 @@ async def audit_page(request: Request) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    app.mount("/static/app", StaticFiles(directory=STATIC), name="app-assets")
+    # Compressed for browsers that ask (all do): the model page's files shrink about 4x.
+    app.mount("/static/app", GZipMiddleware(StaticFiles(directory=STATIC), minimum_size=1024), name="app-assets")
     app.include_router(router)
 
 
@@ -98,6 +100,7 @@ def _page(request: Request, name: str, title: str, path: str, model: str = "", n
             icon=f"{root}/favicon.ico",
             headers=headers,
             policy=APP_CSP,
+            modules=[f"{root}/static/app/common.js"],  # the header's Sign out
         )
         response.status_code = 403
         return response

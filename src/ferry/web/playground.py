@@ -35,7 +35,7 @@ def widget(spec: TensorSpec, is_image: bool, hint: PlaygroundInput | None = None
         described = {**spec.to_json(), **_forced(spec, hint.widget)}
     if described["kind"] == "canvas":
         height, width = hint.size or (described["height"], described["width"])
-        described.update(height=height, width=width, range=list(hint.range))
+        described.update(height=height, width=width, range=list(hint.range or described["range"]))
     if described["kind"] == "form" and hint.features:
         described["features"] = hint.features
     return described
@@ -49,7 +49,7 @@ def _guess(spec: TensorSpec, is_image: bool) -> dict[str, Any]:
         return {"kind": "text", "batch_shape": one}
     side = _square_side(spec.shape)
     if side is not None:
-        return {"kind": "canvas", "batch_shape": one, "height": side, "width": side, "range": [0.0, 1.0]}
+        return {"kind": "canvas", "batch_shape": one, "height": side, "width": side, "range": _ink_range(spec)}
     if len(spec.shape) == 2 and 0 < spec.shape[1] <= MAX_FORM_FEATURES:
         return {"kind": "form", "batch_shape": one, "features": [f"feature {i}" for i in range(spec.shape[1])]}
     return {"kind": "json", "batch_shape": one, "example": _zeros(one)}
@@ -61,13 +61,18 @@ def _forced(spec: TensorSpec, kind: str) -> dict[str, Any]:
     if kind == "canvas":
         # A square side from the input's elements per row; config.yaml's size overrides it.
         side = math.isqrt(max(1, math.prod(one[1:])))
-        return {"kind": kind, "batch_shape": one, "height": side, "width": side, "range": [0.0, 1.0]}
+        return {"kind": kind, "batch_shape": one, "height": side, "width": side, "range": _ink_range(spec)}
     if kind == "form":
         columns = math.prod(one[1:]) if len(one) > 1 else 1
         return {"kind": kind, "batch_shape": one, "features": [f"feature {i}" for i in range(columns)]}
     if kind == "json":
         return {"kind": kind, "batch_shape": one, "example": _zeros(one)}
     return {"kind": kind, "batch_shape": one}
+
+
+def _ink_range(spec: TensorSpec) -> list[float]:
+    """Pixel values of a canvas by default: 0-255 for 8-bit images, else 0-1."""
+    return [0.0, 255.0] if spec.datatype == "UINT8" else [0.0, 1.0]
 
 
 def _one_row(shape: tuple[int, ...]) -> list[int]:

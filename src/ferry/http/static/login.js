@@ -34,7 +34,8 @@
   // Only a relative path inside Ferry (resolved against /login's folder): never another site.
   function destination() {
     var next = new URLSearchParams(window.location.search).get("next") || "";
-    return /^[A-Za-z0-9_.~%-][A-Za-z0-9_.~%\/-]*$/.test(next) && next.indexOf("..") < 0 ? next : "./";
+    var safe = /^[A-Za-z0-9_.~%-][A-Za-z0-9_.~%\/-]*$/.test(next) && !/\.\.|%2e/i.test(next);
+    return safe ? next : "./";
   }
 
   var fromUrl = new URLSearchParams(window.location.hash.slice(1)).get("key");

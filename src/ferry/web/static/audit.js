@@ -16,7 +16,7 @@ const form = el(
   "form",
   { class: "row", "aria-label": "Filter the audit trail" },
   Object.entries(filters).map(([field, input]) => el("div", {}, el("label", { for: input.id }, labels[field]), input)),
-  el("div", {}, el("label", { for: "f-apply", class: "visually-hidden" }, "Apply"), el("button", { type: "submit", id: "f-apply" }, "Filter")),
+  el("div", { class: "filter-submit" }, el("button", { type: "submit", id: "f-apply" }, "Filter")),
 );
 clear(
   main,

@@ -1,6 +1,6 @@
 // The catalog (/): every model this key may see, with its versions, stages, traffic
 // split and live figures, refreshed every few seconds.
-import { api, badge, can, clear, el, errorNotice, every, figure, fmt, url, versionBadges } from "./common.js";
+import { api, badge, can, clear, el, errorNotice, every, figure, fmt, redrawKeepingFocus, url, versionBadges } from "./common.js";
 import { send } from "./versions.js";
 
 const main = document.getElementById("main");
@@ -59,8 +59,11 @@ function addModelForm() {
     event.preventDefault();
     const model = name.value.trim();
     const say = (node) => clear(result, node);
-    const open = async () => window.location.assign(url("models/" + encodeURIComponent(model)));
-    send(model, file.files[0], "production", progress, say, open, config.files[0]);
+    // A ready first version is production and live: open its page. A failed one stays here, said why.
+    const open = async (version) => {
+      if (version.state === "ready") window.location.assign(url("models/" + encodeURIComponent(model)));
+    };
+    send(model, file.files[0], "production", progress, say, open, config.files[0], form.querySelector("button"));
   });
   return el("section", { class: "card" }, form);
 }
@@ -78,7 +81,7 @@ every(3000, async () => {
       clear(list, el("p", { class: "empty" }, catalog.registry ? "No models yet: push one with `ferry push model.onnx --name NAME`." : "No models."));
       return;
     }
-    clear(list, catalog.models.map((m) => card(m, live.models[m.name])));
+    redrawKeepingFocus(list, () => clear(list, catalog.models.map((m) => card(m, live.models[m.name]))));
   } catch (err) {
     clear(status, errorNotice(err));
     throw err;

@@ -152,22 +152,79 @@ export function confirmAction(title, message, confirmLabel, danger = false) {
   });
 }
 
-// Runs fn now and every ms while the tab is visible; a failing call is retried next time.
-export function every(ms, fn) {
+// Runs fn now and every ms while the tab is visible. A failing call is retried next time;
+// meanwhile ``status`` (if given) says why the numbers stopped moving.
+export function every(ms, fn, status = null) {
   let timer = null;
   const tick = async () => {
     timer = null;
     if (!document.hidden) {
       try {
         await fn();
+        if (status) clear(status);
       } catch (err) {
-        if (!(err instanceof ApiError)) console.warn(err);
+        if (status) clear(status, errorNotice(err));
+        else if (!(err instanceof ApiError)) console.warn(err);
       }
     }
     timer = window.setTimeout(tick, ms);
   };
   tick();
   return () => timer && window.clearTimeout(timer);
+}
+
+// Redraws ``container`` with ``draw`` keeping keyboard focus: the element focused inside
+// it (found again by its href, id or data-key) is focused again after the redraw.
+export function redrawKeepingFocus(container, draw) {
+  const focused = document.activeElement;
+  let selector = null;
+  if (focused && container.contains(focused)) {
+    if (focused.id) selector = "#" + CSS.escape(focused.id);
+    else if (focused.getAttribute("href")) selector = `[href="${CSS.escape(focused.getAttribute("href"))}"]`;
+    else if (focused.dataset.key) selector = `[data-key="${CSS.escape(focused.dataset.key)}"]`;
+  }
+  draw();
+  if (selector) {
+    const again = container.querySelector(selector);
+    if (again) again.focus();
+  }
+}
+
+// Tabs (the WAI-ARIA pattern): arrow keys, Home and End move between them; only the
+// chosen one is in the tab order; each controls its panel.
+let tabCount = 0;
+export function tabList(choices, onChoose, panels = [], chosen = null) {
+  const base = "tab" + ++tabCount;
+  const first = chosen && choices.some(([v]) => v === chosen) ? chosen : choices[0][0];
+  const buttons = choices.map(([value, label], i) =>
+    el("button", { type: "button", role: "tab", id: `${base}-${i}`, "aria-controls": panels[i] ? `${base}-panel-${i}` : null, onclick: () => choose(value, true) }, label),
+  );
+  panels.forEach((panel, i) => {
+    panel.id = `${base}-panel-${i}`;
+    panel.setAttribute("role", "tabpanel");
+    panel.setAttribute("aria-labelledby", `${base}-${i}`);
+  });
+  function choose(value, focus) {
+    choices.forEach(([v], i) => {
+      const on = v === value;
+      buttons[i].setAttribute("aria-selected", on ? "true" : "false");
+      buttons[i].tabIndex = on ? 0 : -1;
+      if (on && focus) buttons[i].focus();
+      if (panels[i]) panels[i].hidden = !on;
+    });
+    onChoose(value);
+  }
+  const list = el("div", { class: "tabs", role: "tablist" }, buttons);
+  list.addEventListener("keydown", (event) => {
+    const at = buttons.indexOf(document.activeElement);
+    if (at < 0) return;
+    const next = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: buttons.length - 1 }[event.key];
+    if (next === undefined) return;
+    event.preventDefault();
+    choose(choices[(next + buttons.length) % buttons.length][0], true);
+  });
+  choose(first, false);
+  return list;
 }
 
 export const fmt = {

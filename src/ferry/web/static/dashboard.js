@@ -1,7 +1,7 @@
 // The overview dashboard: every model's traffic, latency and errors together, from the
 // server's own numbers, refreshed every two seconds.
 import { lineChart } from "./chart.js";
-import { api, clear, el, every, figure, fmt, url } from "./common.js";
+import { api, clear, el, every, figure, fmt, redrawKeepingFocus, url } from "./common.js";
 
 const main = document.getElementById("main");
 const totals = el("div", { class: "figures big", id: "totals" });
@@ -12,10 +12,12 @@ const charts = {
   queue: lineChart("Queue", "requests waiting", []),
 };
 const table = el("div", { class: "table-wrap" });
+const status = el("div", { role: "status" });
 clear(
   main,
   el("h1", {}, "Dashboard"),
   el("p", { class: "lead" }, "This server's traffic over the last few minutes, refreshed every two seconds."),
+  status,
   totals,
   el("div", { class: "charts" }, Object.values(charts).map((c) => c.node)),
   el("section", { class: "card", "aria-labelledby": "per-model" }, el("h2", { id: "per-model" }, "Per model"), table),
@@ -36,7 +38,7 @@ every(2000, async () => {
   charts.errors.update(data.time, [total.series.errors]);
   charts.queue.update(data.time, [total.series.queue]);
   const heads = ["Model", "req/s", "p50", "p99", "Errors", "Batch", "Queue", "Requests"];
-  clear(
+  redrawKeepingFocus(table, () => clear(
     table,
     el(
       "table",
@@ -61,5 +63,5 @@ every(2000, async () => {
         ),
       ),
     ),
-  );
-});
+  ));
+}, status);

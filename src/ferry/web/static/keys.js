@@ -3,7 +3,7 @@
 import { api, badge, clear, confirmAction, el, errorNotice, fmt, notice } from "./common.js";
 
 const main = document.getElementById("main");
-const status = el("div", { role: "status", "aria-live": "polite" });
+const status = el("div", { role: "status", "aria-live": "polite", tabindex: "-1" });
 const list = el("div", { class: "table-wrap" });
 
 const name = el("input", { id: "key-name", required: true, maxlength: 128, autocomplete: "off" });
@@ -49,10 +49,18 @@ form.addEventListener("submit", async (event) => {
   try {
     const { data } = await api("api/v1/keys", { method: "POST", json: body });
     const secret = el("code", { id: "new-secret" }, data.key);
+    const copy = el("button", { type: "button", class: "secondary", onclick: async () => {
+      try {
+        await navigator.clipboard.writeText(data.key);
+        copy.textContent = "Copied";
+      } catch (err) {
+        copy.textContent = "Select the key to copy it";
+      }
+    } }, "Copy");
     clear(
       status,
       el("div", { class: "notice secret", role: "alert" },
-        el("p", {}, `Key “${data.name}” (${data.id}) was made. Copy it now: it is not shown again.`),
+        el("div", { class: "row" }, el("p", {}, `Key “${data.name}” (${data.id}) was made. Copy it now: it is not shown again.`), el("span", { class: "spacer" }), copy),
         el("pre", { tabindex: "0" }, secret)),
     );
     form.reset();
@@ -68,6 +76,8 @@ async function revoke(key) {
     await api(`api/v1/keys/${encodeURIComponent(key.id)}`, { method: "DELETE" });
     clear(status, notice("ok", `Key ${key.id} is revoked.`));
     await load();
+    status.focus(); // its Revoke button is gone
+
   } catch (err) {
     clear(status, errorNotice(err));
   }

@@ -1,8 +1,8 @@
 // A model's page: description and signature, the playground, copy-as snippets, live
 // charts, and (on `ferry server`) its versions.
 import { lineChart } from "./chart.js";
-import { api, badge, can, clear, el, errorNotice, every, figure, fmt, notice, page, url, versionBadges } from "./common.js";
-import { buildRequest, inputError, makeWidget, showResult, tabList } from "./playground.js";
+import { api, badge, can, clear, el, errorNotice, every, figure, fmt, notice, page, tabList, url, versionBadges } from "./common.js";
+import { buildRequest, inputError, makeWidget, showResult } from "./playground.js";
 import { curl, requests, tritonclient } from "./snippets.js";
 import { versionsSection } from "./versions.js";
 
@@ -72,8 +72,12 @@ function drawPlayground() {
     run();
   });
   let running = false;
+  let again = false; // a stroke finished while a request ran: run once more after it
   async function run() {
-    if (running) return;
+    if (running) {
+      again = true;
+      return;
+    }
     let request;
     try {
       request = buildRequest(widgets.map((w) => w.value()));
@@ -97,6 +101,10 @@ function drawPlayground() {
       running = false;
       runButton.disabled = !mayInfer;
     }
+    if (again) {
+      again = false;
+      run();
+    }
   }
   clear(
     playground,
@@ -119,26 +127,27 @@ function fillVersionChoice(select) {
   select.value = [...select.options].some((o) => o.value === chosen) ? chosen : "";
 }
 
+// The snippet tab last chosen, kept across runs.
+let snippetKind = "curl";
+
 function drawSnippets(box, version, request) {
   const outputs = entry.outputs.map((o) => o.name);
   const code = { curl: curl(name, version, request), requests: requests(name, version, request), tritonclient: tritonclient(name, version, request, outputs) };
-  const pre = el("pre", { tabindex: "0", "aria-label": "Code" }, el("code", { id: "snippet" }, code.curl));
-  let chosen = "curl";
+  const pre = el("pre", { tabindex: "0", "aria-label": "Code" }, el("code", { id: "snippet" }, code[snippetKind]));
   const copy = el("button", { type: "button", class: "secondary", onclick: async () => {
     try {
-      await navigator.clipboard.writeText(code[chosen]);
+      await navigator.clipboard.writeText(code[snippetKind]);
       copy.textContent = "Copied";
     } catch (err) {
       copy.textContent = "Select the code to copy it";
     }
     window.setTimeout(() => (copy.textContent = "Copy"), 2000);
   } }, "Copy");
-  const tabs = tabList([["curl", "curl"], ["requests", "Python requests"], ["tritonclient", "tritonclient"]], (which) => {
-    chosen = which;
+  const choices = [["curl", "curl"], ["requests", "Python requests"], ["tritonclient", "tritonclient"]];
+  const tabs = tabList(choices, (which) => {
+    snippetKind = which;
     pre.firstChild.textContent = code[which];
-    pre.dataset.kind = which;
-  });
-  pre.dataset.kind = "curl";
+  }, [], snippetKind);
   const keyHint = page.auth ? el("p", { class: "hint" }, "Set FERRY_KEY to a key with the infer scope first: export FERRY_KEY=fy_…") : null;
   clear(box, el("div", { class: "row" }, tabs, el("span", { class: "spacer" }), copy), pre, keyHint);
 }
@@ -153,28 +162,42 @@ const charts = {
   queue: lineChart("Queue", "requests waiting", []),
 };
 const liveFigures = el("div", { class: "figures" });
+const liveStatus = el("div", { role: "status" });
 clear(
   liveSection,
   el("h2", { id: "live-title" }, "Live"),
+  liveStatus,
   liveFigures,
   el("div", { class: "charts" }, Object.values(charts).map((c) => c.node)),
 );
 
+let rpsLabels = "";
+
 async function refreshLive() {
+  if (entry.state !== "READY") {
+    // Still loading when the page opened (or failed): draw the playground once it is ready.
+    await load();
+    if (entry.state === "READY") {
+      drawPlayground();
+      drawSignature();
+    }
+  }
   const { data } = await api(`api/v1/live?model=${path}`);
   const model = data.models[name];
   if (!model) return;
   const now = model.now;
   clear(liveFigures, figure("req/s", fmt.num(now.rps)), figure("p50", fmt.ms(now.p50_ms)), figure("p99", fmt.ms(now.p99_ms)), figure("requests", fmt.num(model.requests, 0)));
+  // One line per version while several answer (a canary), else one for the model.
   const versions = Object.entries(model.versions).slice(-3);
-  if (versions.length > 1) {
-    const perVersion = lineChart("Requests", "per s", versions.map(([v]) => "v" + v));
-    charts.rps.node.replaceWith(perVersion.node);
-    charts.rps = perVersion;
-    charts.rps.update(data.time, versions.map(([, v]) => v.series.rps));
-  } else {
-    charts.rps.update(data.time, [model.series.rps]);
+  const several = versions.length > 1;
+  const labels = several ? versions.map(([v]) => "v" + v) : [];
+  if (labels.join() !== rpsLabels) {
+    const chart = lineChart("Requests", "per s", labels);
+    charts.rps.node.replaceWith(chart.node);
+    charts.rps = chart;
+    rpsLabels = labels.join();
   }
+  charts.rps.update(data.time, several ? versions.map(([, v]) => v.series.rps) : [model.series.rps]);
   charts.latency.update(data.time, [model.series.p50_ms, model.series.p99_ms]);
   charts.errors.update(data.time, [model.series.errors]);
   charts.batch.update(data.time, [model.series.batch]);
@@ -203,7 +226,10 @@ async function drawVersions() {
     await load();
     const choice = document.getElementById("version-choice");
     if (choice && drawnFor === JSON.stringify(entry.inputs)) fillVersionChoice(choice);
-    else drawPlayground();
+    else {
+      drawPlayground();
+      drawSignature();
+    }
     await drawVersions();
   });
   versionsSlot.replaceChildren(section);
@@ -224,7 +250,7 @@ async function start() {
   } catch (err) {
     versionsSlot.replaceChildren(errorNotice(err));
   }
-  every(2000, refreshLive);
+  every(2000, refreshLive, liveStatus);
 }
 
 start();

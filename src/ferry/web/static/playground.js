@@ -1,7 +1,7 @@
 // The playground: one widget per model input, chosen by the server from the signature
 // and config (image, canvas, text, form, json); builds an Open Inference Protocol request
 // (JSON, or a multipart form when images are sent) and shows the answer.
-import { clear, el, notice } from "./common.js";
+import { clear, el, notice, tabList } from "./common.js";
 
 const BROWSER_IMAGES = "image/png,image/jpeg,image/webp,image/gif,image/bmp,image/tiff";
 
@@ -156,13 +156,8 @@ function canvasWidget(input, onReady) {
     el("label", { for: typedId }, `${input.height} rows of ${input.width} values, from ${input.range[0]} (background) to ${input.range[1]} (ink)`),
     typed,
   );
-  typePane.hidden = true;
   let mode = "draw";
-  const tabs = tabList([["draw", "Draw"], ["type", "Type the values"]], (chosen) => {
-    mode = chosen;
-    drawPane.hidden = chosen !== "draw";
-    typePane.hidden = chosen !== "type";
-  });
+  const tabs = tabList([["draw", "Draw"], ["type", "Type the values"]], (chosen) => (mode = chosen), [drawPane, typePane]);
 
   return {
     node: el("div", { class: "field" }, title(input, `draw (${input.height}x${input.width})`), tabs, drawPane, typePane),
@@ -180,7 +175,9 @@ function canvasWidget(input, onReady) {
       } else {
         if (!inked) throw new Error(`Draw something for ${input.name} first.`);
         const [low, high] = input.range;
-        data = Array.from(cells(), (v) => round(low + v * (high - low)));
+        // Integer inputs take whole numbers: a half-inked pixel is rounded.
+        const whole = /^U?INT/.test(input.datatype);
+        data = Array.from(cells(), (v) => (whole ? Math.round : round)(low + v * (high - low)));
       }
       return { kind: "tensor", name: input.name, datatype: input.datatype, shape: input.batch_shape, data };
     },
@@ -213,13 +210,8 @@ function formWidget(input) {
   const csv = el("textarea", { id: csvId, class: "code", rows: 5, placeholder: features.join(",") + "\n" + features.map(() => "0").join(",") });
   const single = el("div", { class: "fields" }, fields);
   const batch = el("div", {}, el("label", { for: csvId }, "CSV rows, one per line"), csv, el("p", { class: "hint" }, `${features.length} numbers per line, in the order ${features.join(", ")}. A header line is skipped.`));
-  batch.hidden = true;
   let mode = "row";
-  const tabs = tabList([["row", "One row"], ["csv", "Paste CSV (a batch)"]], (chosen) => {
-    mode = chosen;
-    single.hidden = chosen !== "row";
-    batch.hidden = chosen !== "csv";
-  });
+  const tabs = tabList([["row", "One row"], ["csv", "Paste CSV (a batch)"]], (chosen) => (mode = chosen), [single, batch]);
   return {
     node: el("div", { class: "field" }, title(input, "form"), tabs, single, batch),
     value() {
@@ -228,7 +220,8 @@ function formWidget(input) {
         rows = [fields.map((field, i) => number(field.querySelector("input").value, features[i]))];
       } else {
         const lines = csv.value.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
-        if (lines.length && lines[0].split(",").some((cell) => cell.trim() && isNaN(Number(cell)))) lines.shift();
+        // A header: a first line with no number in it (a mistyped row is reported instead).
+        if (lines.length && lines[0].split(",").every((cell) => cell.trim() && isNaN(Number(cell)))) lines.shift();
         if (!lines.length) throw new Error("Paste at least one CSV row.");
         rows = lines.map((line, r) => {
           const cells = line.split(",");
@@ -273,17 +266,6 @@ function shapeOf(data) {
     level = level[0];
   }
   return shape.length ? shape : [1];
-}
-
-export function tabList(choices, onChoose) {
-  const buttons = choices.map(([value, label], i) =>
-    el("button", { type: "button", role: "tab", "aria-selected": i === 0 ? "true" : "false", onclick: () => choose(value) }, label),
-  );
-  function choose(value) {
-    choices.forEach(([v], i) => buttons[i].setAttribute("aria-selected", v === value ? "true" : "false"));
-    onChoose(value);
-  }
-  return el("div", { class: "tabs", role: "tablist" }, buttons);
 }
 
 // The request for the widgets' values: JSON, or a multipart form when an image is sent

@@ -18,8 +18,20 @@ function shellQuote(text) {
   return "'" + text.replace(/'/g, "'\\''") + "'";
 }
 
+// A Python literal for a JSON value (a JSON string is a valid Python string literal).
 function py(value) {
-  return JSON.stringify(value).replace(/\btrue\b/g, "True").replace(/\bfalse\b/g, "False").replace(/\bnull\b/g, "None");
+  if (value === null || value === undefined) return "None";
+  if (value === true) return "True";
+  if (value === false) return "False";
+  if (Array.isArray(value)) return "[" + value.map(py).join(", ") + "]";
+  if (typeof value === "object") return "{" + Object.entries(value).map(([k, v]) => `${JSON.stringify(k)}: ${py(v)}`).join(", ") + "}";
+  return JSON.stringify(value);
+}
+
+// curl -F reads a file for "@name" and "<name" and parses ";type=": a file name is quoted,
+// and text goes with --form-string, which takes it as it is.
+function formFile(name, filename) {
+  return `-F ${shellQuote(`${name}=@"${filename.replace(/["\\]/g, "\\$&")}"`)}`;
 }
 
 export function curl(model, version, request) {
@@ -27,7 +39,7 @@ export function curl(model, version, request) {
   if (page.auth) lines.push(`  -H "Authorization: Bearer $FERRY_KEY"`);
   if (request.form) {
     for (const v of request.values) {
-      lines.push(v.kind === "file" ? `  -F ${shellQuote(`${v.name}=@${v.file.name}`)}` : `  -F ${shellQuote(`${v.name}=${v.data[0]}`)}`);
+      lines.push(v.kind === "file" ? `  ${formFile(v.name, v.file.name)}` : `  --form-string ${shellQuote(`${v.name}=${v.data[0]}`)}`);
     }
   } else {
     lines.push(`  -H 'Content-Type: application/json'`);

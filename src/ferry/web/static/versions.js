@@ -1,14 +1,14 @@
 // A model's versions on `ferry server`: the table, and for deploy keys the upload (with
 // its validation), promote, canary split and rollback, each confirmed first. Every
 // change goes through the management API, which writes it to the audit trail.
-import { api, badge, can, clear, confirmAction, el, errorNotice, fmt, notice, url, versionBadges } from "./common.js";
+import { api, badge, can, clear, confirmAction, el, errorNotice, fmt, notice, signIn, url, versionBadges } from "./common.js";
 
 // The outcome of the last change, kept across the redraw that follows it.
 let lastNotice = null;
 
 export function versionsSection(entry, refresh) {
   const section = el("section", { class: "card", "aria-labelledby": "versions-title" });
-  const status = el("div", { role: "status", "aria-live": "polite" }, lastNotice);
+  const status = el("div", { role: "status", "aria-live": "polite", tabindex: "-1", id: "versions-status" }, lastNotice);
   const say = (node) => {
     lastNotice = node;
     clear(status, node);
@@ -73,17 +73,24 @@ export function versionsSection(entry, refresh) {
   return section;
 }
 
-// Asks first; then makes the change, says how it went and redraws the page.
+// Asks first; then makes the change, says how it went and redraws the page. The outcome
+// takes the focus (the button that was pressed is redrawn away).
 async function confirmThen(say, refresh, title, message, label, call, done) {
   if (!(await confirmAction(title, message, label, label === "Roll back"))) return;
   say(notice("ok", "Working…"));
   try {
     await call();
     say(notice("ok", done));
-    await refresh();
+    try {
+      await refresh();
+    } catch (err) {
+      say(notice("ok", `${done} (The page could not be redrawn: reload it.)`));
+    }
   } catch (err) {
     say(errorNotice(err));
   }
+  // The redraw made a new status element (holding the outcome): focus the one on the page.
+  document.getElementById("versions-status")?.focus();
 }
 
 // Upload, canary and rollback; ``versions`` is the registry's list (loaded or not).
@@ -116,13 +123,16 @@ function controls(entry, versions, say, refresh) {
   upload.addEventListener("submit", (event) => {
     event.preventDefault();
     if (!file.files[0]) return;
-    send(name, file.files[0], stage.value, progress, say, refresh, config.files[0]);
+    send(name, file.files[0], stage.value, progress, say, refresh, config.files[0], upload.querySelector("button"));
   });
 
   // Canary
   const version = el("select", { id: "canary-version" }, candidates.map((v) => el("option", { value: v.version }, "v" + v.version)));
   const percent = el("input", { id: "canary-percent", type: "number", min: 1, max: 99, value: 10 });
-  const split = Object.keys(entry.split || {}).length > 1;
+  // Weights set (a canary, or every request pinned to one version): rollback ends them.
+  const split = Object.keys(entry.split || {}).length > 0;
+  const splitText = Object.entries(entry.split || {}).map(([v, w]) => `v${v} ${w}%`).join(" / ");
+  const after = production ? `production v${production.version}` : "the highest version served";
   const canary = el(
     "form",
     { "aria-labelledby": "canary-title" },
@@ -150,7 +160,7 @@ function controls(entry, versions, say, refresh) {
     const v = version.value;
     act(
       `Send ${p}% to v${v}?`,
-      `${p}% of unversioned requests to ${name} will go to v${v}, ${100 - p}% to production v${production.version}.`,
+      `${p}% of unversioned requests to ${name} will go to v${v}, ${100 - p}% to production v${production.version}. This replaces any split or shadow set before.`,
       "Set canary",
       () => api(`api/v1/models/${encodeURIComponent(name)}/traffic`, { method: "PUT", json: { weights: { [production.version]: 100 - p, [v]: p } } }),
       `Canary set: v${v} takes ${p}% of traffic.`,
@@ -164,14 +174,14 @@ function controls(entry, versions, say, refresh) {
     {},
     el("h3", {}, "Roll back"),
     el("p", { class: "hint" }, split
-      ? `A canary is running: rolling back sends every request to production v${production.version} again.`
+      ? `Traffic is split (${splitText}): rolling back sends every request to ${after} again.`
       : "Production goes back to the version it pointed at before its last change; any shadow is cleared."),
     el("button", {
       type: "button",
       class: "danger",
       id: "rollback",
       onclick: () => split
-        ? act("Roll back the canary?", `Every unversioned request to ${name} will go to production v${production.version}; the canary version stops taking traffic.`, "Roll back", () => api(`api/v1/models/${encodeURIComponent(name)}/traffic`, { method: "PUT", json: { weights: { [production.version]: 100 } } }), `Rolled back: production v${production.version} takes all traffic.`)
+        ? act("Roll back the canary?", `Every unversioned request to ${name} will go to ${after}; the split ends, and any shadow is removed.`, "Roll back", () => api(`api/v1/models/${encodeURIComponent(name)}/traffic`, { method: "DELETE" }), `Rolled back: ${after} takes all traffic.`)
         : act("Roll back production?", `Production of ${name} will go back to its previous version, and any shadow will be cleared.`, "Roll back", () => api(`api/v1/models/${encodeURIComponent(name)}/rollback`, { method: "POST" }), "Rolled back."),
     }, split ? "Roll back the canary" : "Roll back production"),
   );
@@ -179,7 +189,12 @@ function controls(entry, versions, say, refresh) {
 }
 
 // The upload with progress; the answer comes once the server has validated the version.
-export function send(name, file, stage, progress, say, refresh, config) {
+export function send(name, file, stage, progress, say, refresh, config, button) {
+  // One upload at a time from this form: a second click would make a second version.
+  if (button) button.disabled = true;
+  const done = () => {
+    if (button) button.disabled = false;
+  };
   const form = new FormData();
   form.append("file", file, file.name);
   if (config) form.append("config", config, config.name);
@@ -195,6 +210,11 @@ export function send(name, file, stage, progress, say, refresh, config) {
     progress.textContent = "Validating: loading the model, reading its signature, running a warm-up inference…";
   });
   request.addEventListener("load", async () => {
+    done();
+    if (request.status === 401) {
+      signIn();
+      return;
+    }
     let body = null;
     try {
       body = JSON.parse(request.responseText);
@@ -208,7 +228,7 @@ export function send(name, file, stage, progress, say, refresh, config) {
           ? notice("ok", `v${body.number} is ready${stage ? ` and on ${stage}` : ""} (warm-up ${fmt.ms(body.warmup_ms)}).`)
           : notice("error", `v${body.number} failed validation: ${body.failure_reason || body.state}. It will never take traffic.`),
       );
-      await refresh();
+      await refresh(body);
     } else {
       progress.textContent = "";
       const message = body && typeof body.error === "string" ? body.error : `the upload failed (HTTP ${request.status})`;
@@ -216,6 +236,7 @@ export function send(name, file, stage, progress, say, refresh, config) {
     }
   });
   request.addEventListener("error", () => {
+    done();
     progress.textContent = "";
     say(notice("error", "The upload did not reach the server."));
   });
