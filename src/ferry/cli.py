@@ -108,8 +108,13 @@ def _client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "percentage of requests to a shadow version whose answers are recorded, never returned.",
     )
     traffic.add_argument("name", metavar="NAME")
-    traffic.add_argument("weights", nargs="+", type=client.weight, metavar="VERSION=WEIGHT")
+    traffic.add_argument("weights", nargs="*", type=client.weight, metavar="VERSION=WEIGHT")
     traffic.add_argument("--shadow", type=client.shadow, default=None, metavar="VERSION=PERCENT")
+    traffic.add_argument(
+        "--clear",
+        action="store_true",
+        help="end the split and the shadow: unversioned requests follow the production stage again",
+    )
     traffic.set_defaults(subparser=traffic)
 
     rollback = commands.add_parser(
@@ -201,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "server":
         return _server(args)
     if args.command == "traffic":
+        if args.clear:
+            if args.weights or args.shadow:
+                args.subparser.error("--clear takes no weights and no --shadow")
+            return client.run("traffic", args, body=None)
+        if not args.weights:
+            args.subparser.error("give VERSION=WEIGHT pairs, or --clear")
         try:
             body = client.traffic_body(args.weights, args.shadow)
         except ValueError as exc:

@@ -265,7 +265,12 @@ def promote(args: argparse.Namespace) -> int:
     return 0
 
 
-def traffic(args: argparse.Namespace, body: dict[str, Any]) -> int:
+def traffic(args: argparse.Namespace, body: dict[str, Any] | None) -> int:
+    """PUT the split in ``body``; None: DELETE it (``--clear``)."""
+    if body is None:
+        answer = client(args).request("DELETE", f"{_model(args.name)}/traffic", CHANGE_TIMEOUT_S)
+        _print(args, answer, tables.model_summary(answer))
+        return 0
     answer = client(args).request("PUT", f"{_model(args.name)}/traffic", CHANGE_TIMEOUT_S, json=body)
     wanted = body.get("shadow")
     if wanted and not _shadow_applied(answer, wanted):

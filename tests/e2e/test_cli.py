@@ -135,6 +135,17 @@ def test_traffic_weights(server: Server, files: dict[str, Path]) -> None:
     assert model(server, "split")["traffic"]["weights"] == {"1": 90, "2": 10}
 
 
+def test_traffic_clear_ends_the_split(server: Server, files: dict[str, Path]) -> None:
+    two_versions(server, files, "cleared")
+    ok(server, "traffic", "cleared", "2=100")
+    ok(server, "traffic", "cleared", "--clear")
+    traffic = model(server, "cleared")["traffic"]
+    assert (traffic["weights"], traffic["shadow_version"]) == ({}, None)
+    # Flags that make no sense together are usage errors (exit 2), sent nowhere.
+    assert ferry("traffic", "cleared", "--clear", "1=100", url=server.url).code == 2
+    assert ferry("traffic", "cleared", url=server.url).code == 2
+
+
 def test_traffic_with_a_shadow(server: Server, files: dict[str, Path]) -> None:
     two_versions(server, files, "shadowed")
     result = ferry("traffic", "shadowed", "1=100", "--shadow", "2=20", url=server.url)

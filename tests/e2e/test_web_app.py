@@ -126,7 +126,7 @@ def test_the_printed_link_signs_in_and_a_page_asked_for_comes_back(files: Runnin
     page.goto("about:blank")  # else only the fragment changes, and the page is not loaded again
     page.goto(f"{server.url}/login?next=models%2Fdigits#key={files.admin}")
     assert page.input_value("#key") == files.admin and "#key" not in page.url
-    tab.screenshot("login")
+    tab.screenshot("login-from-link")
     page.click("button[type=submit]")
     page.wait_for_url(f"{server.url}/models/digits", timeout=TIMEOUT_MS)
     [cookie] = page.context.cookies()
@@ -340,6 +340,15 @@ def test_every_page_runs_clean_is_accessible_and_light(files: Running, tab: Tab)
         }
         assert tab.errors == [], (path, tab.errors)
     assert {path: found for path, found in violations.items() if found} == {}
+    # Responsive: on a phone's width nothing runs off the side of any page.
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in PAGES:
+        page.goto(f"{files.server.url}/{path}")
+        page.wait_for_load_state("networkidle", timeout=TIMEOUT_MS)
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, (path, overflow)
+        if path in ("", "models/digits"):
+            tab.screenshot(f"{path.replace('/', '-') or 'catalog'}-phone")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "page-weights.json").write_text(json.dumps(weights, indent=2) + "\n")
     print("\n[web app] bytes of JavaScript + CSS per page (and compressed, as sent):")

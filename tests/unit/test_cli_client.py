@@ -90,7 +90,7 @@ def test_bad_weights_are_usage_errors(capsys: pytest.CaptureFixture[str], text: 
     [
         (["traffic", "digits", "4=90"], "weights must add up to 100, not 90"),
         (["traffic", "digits", "4=100", "--shadow", "6"], "expected VERSION=PERCENT"),
-        (["traffic", "digits"], "required"),
+        (["traffic", "digits"], "VERSION=WEIGHT pairs, or --clear"),
         (["promote", "digits", "four"], "a version is a whole number"),
         (["promote", "digits"], "required"),
         (["push", "model.onnx"], "--name"),
