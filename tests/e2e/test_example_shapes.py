@@ -22,6 +22,9 @@ from PIL import Image
 from tests.e2e.conftest import BuiltExamples
 from tests.e2e.server import Server, running
 
+# The first test here may build the examples (the shapes CNN trains for 30-60 s on two
+# cores); the per-test timeout covers its fixtures too.
+pytestmark = pytest.mark.timeout(300)
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = range(20_000, 20_006)  # images no training or held-out set drew
 

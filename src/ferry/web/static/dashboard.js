@@ -9,6 +9,7 @@ const charts = {
   rps: lineChart("Requests", "per s", []),
   latency: lineChart("Latency, all models", "ms", ["p50", "p99"]),
   errors: lineChart("Errors", "per s", []),
+  batch: lineChart("Batch size", "rows per call", []),
   queue: lineChart("Queue", "requests waiting", []),
 };
 const table = el("div", { class: "table-wrap" });
@@ -36,6 +37,7 @@ every(2000, async () => {
   charts.rps.update(data.time, [total.series.rps]);
   charts.latency.update(data.time, [total.series.p50_ms, total.series.p99_ms]);
   charts.errors.update(data.time, [total.series.errors]);
+  charts.batch.update(data.time, [total.series.batch]);
   charts.queue.update(data.time, [total.series.queue]);
   const heads = ["Model", "req/s", "p50", "p99", "Errors", "Batch", "Queue", "Requests"];
   redrawKeepingFocus(table, () => clear(
