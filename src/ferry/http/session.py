@@ -1,5 +1,5 @@
 """The browser session: ``/login`` trades an API key for an HttpOnly cookie holding it,
-so pages (the API docs now, the web app later) call the API without a script ever
+so pages (the API docs, the web app) call the API without a script ever
 holding the key. See docs/security.md, "Browser sessions"."""
 
 from __future__ import annotations
