@@ -99,7 +99,12 @@ def open_registry(settings: Settings, engine: Engine) -> RegistrySource:
 
 
 def authenticator(settings: Settings, open_store: Callable[[], KeyStore]) -> Authenticator:
-    return Authenticator(open_store, settings.poll_interval_s, first_key=lambda key: announce_first_key(key, settings))
+    return Authenticator(
+        open_store,
+        settings.poll_interval_s,
+        first_key=lambda key: announce_first_key(key, settings),
+        keys_exist=lambda: announce_sign_in(settings),
+    )
 
 
 def announce_first_key(key: str, settings: Settings) -> None:
@@ -115,6 +120,18 @@ def announce_first_key(key: str, settings: Settings) -> None:
   Web app:  {url}/login#key={key}
   CLI:      export FERRY_API_KEY={key}
   Make keys with fewer rights for clients: ferry keys create --name NAME --scopes infer
+""",
+        flush=True,
+    )
+
+
+def announce_sign_in(settings: Settings) -> None:
+    """Later starts: where to sign in, and the way back in when every admin key is lost."""
+    url = base_url(settings)
+    print(
+        f"""
+  Web app:  {url}/  (sign in with an API key of this data directory)
+  Lost every admin key?  ferry keys --data-dir {settings.data_dir} create --name rescue --scopes admin
 """,
         flush=True,
     )

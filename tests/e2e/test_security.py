@@ -218,7 +218,10 @@ def test_first_start_shows_one_admin_key_and_a_restart_none(tmp_path: Path, comm
     second = start_command(argv, tmp_path / "second.log", auth=True)
     try:
         assert KEY.search(second.log()) is None, second.log()
-        assert "admin key" not in second.log()
+        assert "made the first admin key" not in second.log()
+        # Instead: where to sign in, and the way back in without any key.
+        assert f"Web app:  {second.url}/  (sign in with an API key of this data directory)" in second.log()
+        assert "ferry keys --data-dir " in second.log()
         keys = list_keys(second.url, bearer(admin))
         assert keys.status_code == 200, keys.text
         assert len(keys.json()) == 1  # no second admin key was made

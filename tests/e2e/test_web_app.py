@@ -172,7 +172,7 @@ def test_the_copied_snippets_run_as_pasted(files: Running, tab: Tab) -> None:
     page.wait_for_selector("canvas.draw", timeout=TIMEOUT_MS)
     draw(tab, DIGITS["7"])
     top_label(tab, "7")
-    env = {**os.environ, "FERRY_KEY": files.admin}
+    env = {**os.environ, "FERRY_API_KEY": files.admin}
     snippets = {}
     for tab_name in ("curl", "Python requests", "tritonclient"):
         page.click(f"[role=tab]:has-text('{tab_name}')")

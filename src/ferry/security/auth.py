@@ -84,11 +84,13 @@ class Authenticator:
         refresh_s: float = 1.0,
         first_key: Callable[[str], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        keys_exist: Callable[[], None] | None = None,
     ) -> None:
         # Opened by start(), in the background: `ferry serve` then imports SQLAlchemy and
         # migrates while its models load, instead of before.
         self._open_store = open_store
         self._first_key = first_key
+        self._keys_exist = keys_exist
         self.store: KeyStore | None = None
         self._refresh_s = refresh_s
         self._clock = clock
@@ -113,11 +115,14 @@ class Authenticator:
 
     def start(self) -> None:
         """Open the store; on a database that has never had a key, make the first admin key
-        and hand its text to ``first_key`` (shown once); read the keys. Blocking."""
+        and hand its text to ``first_key`` (shown once), else call ``keys_exist``; read the
+        keys. Blocking."""
         self.store = self._open_store()
         created = self.store.create_first_admin()
         if created is not None and self._first_key is not None:
             self._first_key(created)
+        elif created is None and self._keys_exist is not None:
+            self._keys_exist()
         self.reload()
 
     def reload(self) -> None:

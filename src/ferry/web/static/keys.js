@@ -11,17 +11,17 @@ const scopes = ["read", "infer", "deploy", "admin"].map((scope) =>
   el("label", {}, el("input", { type: "checkbox", name: "scope", value: scope, checked: scope === "infer" }), scope),
 );
 const models = el("input", { id: "key-models", placeholder: "all models", autocomplete: "off" });
-const rate = el("input", { id: "key-rate", placeholder: "unlimited, or e.g. 50/s", autocomplete: "off" });
-const expires = el("input", { id: "key-expires", placeholder: "never, or e.g. 30d", autocomplete: "off" });
+const rate = el("input", { id: "key-rate", placeholder: "e.g. 50/s", autocomplete: "off" });
+const expires = el("input", { id: "key-expires", placeholder: "e.g. 30d", autocomplete: "off" });
 const form = el(
   "form",
   { "aria-labelledby": "new-key" },
   el("h2", { id: "new-key" }, "New key"),
   el("div", { class: "fields" },
     el("div", {}, el("label", { for: "key-name" }, "Name"), name),
-    el("div", {}, el("label", { for: "key-models" }, "Models (comma-separated)"), models),
-    el("div", {}, el("label", { for: "key-rate" }, "Rate limit"), rate),
-    el("div", {}, el("label", { for: "key-expires" }, "Expires after"), expires),
+    el("div", {}, el("label", { for: "key-models" }, "Models (empty: all)"), models),
+    el("div", {}, el("label", { for: "key-rate" }, "Rate limit (empty: none)"), rate),
+    el("div", {}, el("label", { for: "key-expires" }, "Expires after (empty: never)"), expires),
   ),
   el("fieldset", {}, el("legend", {}, "Scopes"), el("div", { class: "checks" }, scopes)),
   el("button", { type: "submit" }, "Create key"),

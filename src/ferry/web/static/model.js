@@ -89,7 +89,7 @@ function drawPlayground() {
     drawSnippets(snippetBox, version, request);
     const target = version ? `v2/models/${path}/versions/${version}/infer` : `v2/models/${path}/infer`;
     running = true;
-    runButton.disabled = true;
+    runButton.setAttribute("aria-busy", "true"); // not disabled: the focus stays on it
     const started = performance.now();
     try {
       const { data } = await api(target, request.form ? { method: "POST", body: request.form } : { method: "POST", json: request.json });
@@ -99,7 +99,7 @@ function drawPlayground() {
       clear(result, errorNotice(err));
     } finally {
       running = false;
-      runButton.disabled = !mayInfer;
+      runButton.removeAttribute("aria-busy");
     }
     if (again) {
       again = false;
@@ -148,8 +148,10 @@ function drawSnippets(box, version, request) {
     snippetKind = which;
     pre.firstChild.textContent = code[which];
   }, [], snippetKind);
-  const keyHint = page.auth ? el("p", { class: "hint" }, "Set FERRY_KEY to a key with the infer scope first: export FERRY_KEY=fy_…") : null;
-  clear(box, el("div", { class: "row" }, tabs, el("span", { class: "spacer" }), copy), pre, keyHint);
+  const keyHint = page.auth ? el("p", { class: "hint" }, "FERRY_API_KEY must hold a key with the infer scope: export FERRY_API_KEY=fy_… (the line Ferry printed at its first start).") : null;
+  const files = request.values.filter((v) => v.kind === "file").map((v) => v.file.name);
+  const fileHint = files.length ? el("p", { class: "hint" }, `Run it in the folder that holds ${files.join(", ")}, or write its path instead.`) : null;
+  clear(box, el("div", { class: "row" }, tabs, el("span", { class: "spacer" }), copy), pre, keyHint, fileHint);
 }
 
 // -- live charts --------------------------------------------------------------------

@@ -71,6 +71,7 @@ function canvasWidget(input, onReady) {
     return [((event.clientX - box.left) * size) / box.width, ((event.clientY - box.top) * size) / box.height];
   };
   board.addEventListener("pointerdown", (event) => {
+    window.clearTimeout(pause);
     drawing = true;
     board.setPointerCapture(event.pointerId);
     const [x, y] = at(event);
@@ -86,11 +87,13 @@ function canvasWidget(input, onReady) {
     pen.lineTo(x, y);
     pen.stroke();
   });
+  // The model runs once the drawing pauses, not after each stroke of a 4 or a 7.
+  let pause = null;
   const finish = () => {
     if (!drawing) return;
     drawing = false;
     showPreview();
-    onReady();
+    pause = window.setTimeout(onReady, 700);
   };
   board.addEventListener("pointerup", finish);
   board.addEventListener("pointercancel", finish);
@@ -209,7 +212,7 @@ function formWidget(input) {
   const csvId = "csv-" + input.name;
   const csv = el("textarea", { id: csvId, class: "code", rows: 5, placeholder: features.join(",") + "\n" + features.map(() => "0").join(",") });
   const single = el("div", { class: "fields" }, fields);
-  const batch = el("div", {}, el("label", { for: csvId }, "CSV rows, one per line"), csv, el("p", { class: "hint" }, `${features.length} numbers per line, in the order ${features.join(", ")}. A header line is skipped.`));
+  const batch = el("div", {}, el("label", { for: csvId }, "CSV rows, one per line"), csv, el("p", { class: "hint" }, `${features.length} numbers per line, separated by commas or tabs, in the order ${features.join(", ")}. A header line is skipped.`));
   let mode = "row";
   const tabs = tabList([["row", "One row"], ["csv", "Paste CSV (a batch)"]], (chosen) => (mode = chosen), [single, batch]);
   return {
@@ -219,12 +222,14 @@ function formWidget(input) {
       if (mode === "row") {
         rows = [fields.map((field, i) => number(field.querySelector("input").value, features[i]))];
       } else {
+        // Commas, or tabs as rows copied from a spreadsheet come.
+        const cellsOf = (line) => line.split(/\t|,/);
         const lines = csv.value.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
         // A header: a first line with no number in it (a mistyped row is reported instead).
-        if (lines.length && lines[0].split(",").every((cell) => cell.trim() && isNaN(Number(cell)))) lines.shift();
+        if (lines.length && cellsOf(lines[0]).every((cell) => cell.trim() && isNaN(Number(cell)))) lines.shift();
         if (!lines.length) throw new Error("Paste at least one CSV row.");
         rows = lines.map((line, r) => {
-          const cells = line.split(",");
+          const cells = cellsOf(line);
           if (cells.length !== features.length) throw new Error(`Line ${r + 1} has ${cells.length} values; ${features.length} are needed.`);
           return cells.map((cell, i) => number(cell, `${features[i]} on line ${r + 1}`));
         });

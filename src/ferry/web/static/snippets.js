@@ -1,6 +1,6 @@
 // "Copy as curl / Python requests / tritonclient": the playground's last request as code
-// that runs as pasted, with the key read from $FERRY_KEY (never the page's own key,
-// which no script on the page can read).
+// that runs as pasted, with the key read from $FERRY_API_KEY, as the ferry commands do
+// (never the page's own key, which no script on the page can read).
 import { page } from "./common.js";
 
 const NUMPY = {
@@ -35,8 +35,9 @@ function formFile(name, filename) {
 }
 
 export function curl(model, version, request) {
-  const lines = [`curl -sS ${shellQuote(endpoint(model, version))}`];
-  if (page.auth) lines.push(`  -H "Authorization: Bearer $FERRY_KEY"`);
+  // --fail-with-body: a refusal exits non-zero, with Ferry's {"error": ...} still shown.
+  const lines = [`curl -sS --fail-with-body ${shellQuote(endpoint(model, version))}`];
+  if (page.auth) lines.push(`  -H "Authorization: Bearer $FERRY_API_KEY"`);
   if (request.form) {
     for (const v of request.values) {
       lines.push(v.kind === "file" ? `  ${formFile(v.name, v.file.name)}` : `  --form-string ${shellQuote(`${v.name}=${v.data[0]}`)}`);
@@ -49,7 +50,7 @@ export function curl(model, version, request) {
 }
 
 export function requests(model, version, request) {
-  const lines = ["import os", "", "import requests", ""];
+  const lines = ["# pip install requests", "import os", "", "import requests", ""];
   const args = [`    ${py(endpoint(model, version))},`];
   if (request.form) {
     const files = request.values.filter((v) => v.kind === "file").map((v) => `${py(v.name)}: open(${py(v.file.name)}, "rb")`);
@@ -59,7 +60,7 @@ export function requests(model, version, request) {
   } else {
     args.push(`    json=${py(request.json)},`);
   }
-  if (page.auth) args.push(`    headers={"Authorization": "Bearer " + os.environ["FERRY_KEY"]},`);
+  if (page.auth) args.push(`    headers={"Authorization": "Bearer " + os.environ["FERRY_API_KEY"]},`);
   args.push("    timeout=30,");
   lines.push("response = requests.post(", ...args, ")", "response.raise_for_status()", "for output in response.json()[\"outputs\"]:", "    print(output[\"name\"], output[\"data\"])");
   return lines.join("\n");
@@ -67,7 +68,7 @@ export function requests(model, version, request) {
 
 export function tritonclient(model, version, request, outputs) {
   const secure = window.location.protocol === "https:";
-  const lines = ["import os", "", "import numpy as np", "import tritonclient.http as httpclient", ""];
+  const lines = ['# pip install "tritonclient[http]" numpy', "import os", "", "import numpy as np", "import tritonclient.http as httpclient", ""];
   lines.push(`client = httpclient.InferenceServerClient(${py(window.location.host + page.root)}${secure ? ", ssl=True" : ""})`);
   const inputs = [];
   request.values.forEach((v, i) => {
@@ -85,7 +86,7 @@ export function tritonclient(model, version, request, outputs) {
   });
   const options = [];
   if (version) options.push(`model_version=${py(String(version))}`);
-  if (page.auth) options.push(`headers={"Authorization": "Bearer " + os.environ["FERRY_KEY"]}`);
+  if (page.auth) options.push(`headers={"Authorization": "Bearer " + os.environ["FERRY_API_KEY"]}`);
   lines.push(`result = client.infer(${py(model)}, [${inputs.join(", ")}]${options.map((o) => ", " + o).join("")})`);
   for (const name of outputs) lines.push(`print(${py(name)}, result.as_numpy(${py(name)}))`);
   return lines.join("\n");

@@ -128,7 +128,10 @@ function controls(entry, versions, say, refresh) {
 
   // Canary
   const version = el("select", { id: "canary-version" }, candidates.map((v) => el("option", { value: v.version }, "v" + v.version)));
-  const percent = el("input", { id: "canary-percent", type: "number", min: 1, max: 99, value: 10 });
+  // The canary's current share when one is set, else 10%.
+  const current = Object.entries(entry.split || {}).find(([v]) => !production || v !== production.version);
+  const percent = el("input", { id: "canary-percent", type: "number", min: 1, max: 99, value: current ? current[1] : 10 });
+  if (current) version.value = current[0];
   // Weights set (a canary, or every request pinned to one version): rollback ends them.
   const split = Object.keys(entry.split || {}).length > 0;
   const splitText = Object.entries(entry.split || {}).map(([v, w]) => `v${v} ${w}%`).join(" / ");
@@ -193,7 +196,9 @@ export function send(name, file, stage, progress, say, refresh, config, button) 
   // One upload at a time from this form: a second click would make a second version.
   if (button) button.disabled = true;
   const done = () => {
-    if (button) button.disabled = false;
+    if (!button) return;
+    button.disabled = false;
+    if (document.activeElement === document.body) button.focus(); // it lost the focus when disabled
   };
   const form = new FormData();
   form.append("file", file, file.name);
