@@ -83,37 +83,30 @@ def _page(request: Request, name: str, title: str, path: str, model: str = "", n
         except FerryError:  # no session, or its key expired or was revoked
             back = path if not model else f"models/{quote(model, safe='')}"
             return RedirectResponse(f"{root}/login?next={quote(back, safe='')}", status_code=303)
-    headers = {"Cache-Control": "no-store"}
     refusal = None
     if key is not None and not key.has(needs):
         refusal = f"This page needs a key with the {needs.value!r} scope; the key you signed in with does not have it."
     elif key is not None and model and not key.may_use(model):
         refusal = "The key you signed in with may not use this model."
-    if refusal is not None:
-        body = _shell(request, key, "denied", title, model) + (
+    if refusal is None:
+        main, script = '<main id="main" tabindex="-1"></main>', name
+    else:  # the header (and its Sign out, wired by common.js) with the reason, nothing else
+        main = (
             f'<main id="main"><h1>{escape(title)}</h1><p class="notice error" role="alert">{escape(refusal)}</p></main>'
         )
-        response = page(
-            f"{title} · Ferry",
-            body,
-            styles=[f"{root}/static/app/app.css"],
-            icon=f"{root}/favicon.ico",
-            headers=headers,
-            policy=APP_CSP,
-            modules=[f"{root}/static/app/common.js"],  # the header's Sign out
-        )
-        response.status_code = 403
-        return response
-    body = _shell(request, key, name, title, model) + '<main id="main" tabindex="-1"></main>'
-    return page(
+        name, script = "denied", "common"
+    response = page(
         f"{title} · Ferry",
-        body,
+        _shell(request, key, name, title, model) + main,
         styles=[f"{root}/static/app/app.css"],
-        modules=[f"{root}/static/app/{name}.js"],
+        modules=[f"{root}/static/app/{script}.js"],
         icon=f"{root}/favicon.ico",
-        headers=headers,
+        headers={"Cache-Control": "no-store"},
         policy=APP_CSP,
     )
+    if refusal is not None:
+        response.status_code = 403
+    return response
 
 
 def _shell(request: Request, key: ApiKey | None, name: str, title: str, model: str) -> str:
