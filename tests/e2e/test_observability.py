@@ -122,7 +122,8 @@ def test_log_lines_are_json_with_request_ids(traced: Server) -> None:
         )
     requests.get(f"{traced.url}/v2/models/nope", timeout=10)
     deadline = time.monotonic() + WAIT_S
-    while "log-2" not in traced.log() and time.monotonic() < deadline:
+    # The access line is written after the answer is sent: wait for the last request's.
+    while '"path":"/v2/models/nope"' not in traced.log() and time.monotonic() < deadline:
         time.sleep(0.05)
     lines = [json.loads(line) for line in traced.log().splitlines() if line.strip()]  # every line is JSON
     assert {"timestamp", "level", "logger", "event"} <= set(lines[0])
