@@ -6,7 +6,6 @@ this process. Run with -s for accuracies, build times and latency medians."""
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 import threading
 import time
@@ -24,6 +23,7 @@ import skops.io as sio
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from tests.e2e.conftest import example_build
 from tests.e2e.server import Server, running
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,14 +45,6 @@ SENTENCES = {
 }
 
 
-def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @dataclass
 class Built:
     repo: Path
@@ -66,8 +58,8 @@ class Built:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     repo = tmp_path_factory.mktemp("example-models")
-    iris = _load(ROOT / "examples" / "iris" / "build.py", "examples_iris_build")
-    custom = _load(ROOT / "examples" / "custom" / "build.py", "examples_custom_build")
+    iris = example_build("iris")
+    custom = example_build("custom")
     started = time.perf_counter()
     iris_accuracy = iris.build(repo)
     iris_s = time.perf_counter() - started
