@@ -175,15 +175,10 @@ def uploadable_config(path: Path) -> bytes:
     from ferry.errors import ConfigError
 
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ClientError(f"{path}: cannot read it: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ClientError(f"{path}: must be a mapping of keys to values")
-    try:
         config = load_config(path)  # the same checks `ferry serve` makes, labels files read
     except ConfigError as exc:
         raise ClientError(str(exc)) from None
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}  # a mapping: load_config checked
     for step, parsed in zip(raw.get("postprocess") or [], config.postprocess, strict=False):
         if isinstance(step, dict):
             step["labels"] = parsed.labels
