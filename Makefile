@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: install examples run lint system-deps node-deps test test-fast bench clean
+.PHONY: install examples protos run lint system-deps node-deps client-deps test test-fast bench bench-grpc clean
 
 install: $(STAMP)
 
@@ -30,6 +30,13 @@ examples/models/.built-%: $$(wildcard examples/$$*/*) $(STAMP)
 
 run: install examples
 	$(BIN)/ferry serve examples/models --host 127.0.0.1 --port $(PORT)
+
+# The gRPC stubs are generated from the .proto files and checked in (so installing Ferry
+# needs no code generator); tests/unit/test_protos.py fails when they are out of date.
+PROTOS := src/ferry/grpc/protos
+protos: install
+	$(BIN)/python -m grpc_tools.protoc -I src --python_out=src --pyi_out=src $(PROTOS)/model_config.proto
+	$(BIN)/python -m grpc_tools.protoc -I src --python_out=src --pyi_out=src --grpc_python_out=src $(PROTOS)/grpc_service.proto
 
 lint: install
 	$(BIN)/ruff check src tests examples bench
@@ -59,7 +66,19 @@ $(NODE_STAMP): package.json package-lock.json
 	elif [ "$$CI" = true ]; then echo "npm is needed for the accessibility checks (CI=true)" >&2; exit 1; \
 	else echo "warning: no npm: the accessibility checks will be skipped" >&2; fi
 
-test: lint system-deps node-deps
+# Third-party gRPC clients (tritonclient.grpc, the KServe SDK) in a virtualenv of their
+# own (tests/clients-requirements.txt says why); the e2e tests run them as subprocesses.
+# Without it their tests are skipped, and fail with CI=true.
+CLIENTS_VENV := .venv-clients
+CLIENTS_STAMP := $(CLIENTS_VENV)/.installed
+client-deps: $(CLIENTS_STAMP)
+$(CLIENTS_STAMP): tests/clients-requirements.txt
+	test -x $(CLIENTS_VENV)/bin/python || $(PYTHON) -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/pip install --quiet --upgrade pip
+	$(CLIENTS_VENV)/bin/pip install --quiet -r tests/clients-requirements.txt
+	touch $(CLIENTS_STAMP)
+
+test: lint system-deps node-deps client-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: install
@@ -80,5 +99,12 @@ bench: install $(BENCH_STAMP)
 	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
+# gRPC against REST, the onnxruntime ceiling and MLServer's gRPC (bench/grpc.py); h2load
+# (Debian's nghttp2-client) drives unary gRPC.
+bench-grpc: install $(BENCH_STAMP)
+	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	command -v h2load >/dev/null || apt-get install -y nghttp2-client || (apt-get update && apt-get install -y nghttp2-client)
+	$(BIN)/python -m bench.grpc $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) examples/models test-artifacts bench/results
+	rm -rf $(VENV) $(BENCH_VENV) $(CLIENTS_VENV) examples/models test-artifacts bench/results

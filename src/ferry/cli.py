@@ -170,7 +170,10 @@ def _key_commands(
 
 def _server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    parser.add_argument("--port", type=int, default=None, help="HTTP port (default 8000)")
+    parser.add_argument(
+        "--grpc-port", type=int, default=None, help="gRPC port, same host, keys and TLS (default 8001; 0: no gRPC)"
+    )
     parser.add_argument("--max-body-bytes", type=int, default=None, help="request body limit (default 64 MiB)")
     parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
     parser.add_argument(
@@ -186,6 +189,13 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         default=None,
         help="no API keys: anyone who can connect may do anything (refused unless --host is loopback)",
+    )
+    parser.add_argument(
+        "--ready-despite-failures",
+        action="store_true",
+        default=None,
+        help="answer ready once loading has finished even if some models failed to load "
+        "(by default a failed model keeps /v2/health/ready at 503)",
     )
     parser.add_argument("--ssl-certfile", type=Path, default=None, help="TLS certificate (PEM): serve HTTPS")
     parser.add_argument("--ssl-keyfile", type=Path, default=None, help="TLS private key (PEM)")
@@ -235,6 +245,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         for key, value in {
             "host": args.host,
             "port": args.port,
+            "grpc_port": args.grpc_port,
+            "ready_despite_failures": args.ready_despite_failures,
             "max_body_bytes": args.max_body_bytes,
             "log_level": args.log_level,
             "log_format": args.log_format,
@@ -289,8 +301,17 @@ def _serve(args: argparse.Namespace) -> int:
         print("ferry: none of the given paths exist", file=sys.stderr)
         return 2
     from ferry.server import serve
+    from ferry.sources import SUFFIXES, discover
 
-    serve([p for p in args.paths if p.exists()], settings)
+    paths = [p for p in args.paths if p.exists()]
+    if not discover(paths):
+        print(
+            f"ferry: no model found in {', '.join(map(str, paths))}: serve a model file "
+            f"({', '.join(SUFFIXES)}) or a repository laid out as <repo>/<name>/<version>/model.<ext>",
+            file=sys.stderr,
+        )
+        return 2
+    serve(paths, settings)
     return 0
 
 

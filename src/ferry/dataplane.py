@@ -1,32 +1,36 @@
-"""DataPlane: the one inference path behind every transport, and the metadata the
-protocols report. Read ``infer`` top to bottom to follow a request."""
+"""DataPlane: everything a transport (REST V2, V1, gRPC) serves, and the one place that
+knows how: inference, health, metadata, statistics and the repository extension.
+Transports parse, authenticate, call it and encode; they never reach the ModelManager.
+Read ``infer`` top to bottom to follow a request."""
 
 from __future__ import annotations
 
 import time
-from typing import Any, Generic, Protocol, TypeVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ferry import __version__
-from ferry.errors import FerryError, InvalidInput, ModelFailed
+from ferry.compute import compute
+from ferry.errors import FerryError, NotFound, Unavailable
 from ferry.inference import InferRequest, InferResponse
+from ferry.logs import REQUEST_ID
 from ferry.manager import LoadedVersion, ModelManager
 from ferry.metrics import status_of
-from ferry.pipeline import classification
 from ferry.requestinfo import RequestInfo
-from ferry.signature import Signature, check_inputs
+from ferry.signature import Signature
+
+if TYPE_CHECKING:
+    from ferry.metrics import Metrics
 
 PayloadT = TypeVar("PayloadT", contravariant=True)
 EncodedT = TypeVar("EncodedT", covariant=True)
 
-EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics", "model_configuration"]
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "statistics", "model_configuration"]
 
 
 class Codec(Protocol, Generic[PayloadT, EncodedT]):
     """A wire format: the transport's payload in, its encoded answer out."""
 
-    # The ``protocol`` label of the metrics: "v2" or "v1".
+    # The ``protocol`` label of the metrics: "v2", "v1" or "grpc".
     @property
     def protocol(self) -> str: ...
 
@@ -36,8 +40,17 @@ class Codec(Protocol, Generic[PayloadT, EncodedT]):
 
 
 class DataPlane:
-    def __init__(self, models: ModelManager) -> None:
-        self.models = models
+    def __init__(
+        self, models: ModelManager, metrics: Metrics | None = None, ready_despite_failures: bool = False
+    ) -> None:
+        """``metrics``: where requests no version answered are counted (the versions'
+        own requests are counted by their stats). ``ready_despite_failures``: a model
+        that failed to load does not keep the server from being ready."""
+        self._models = models
+        self._metrics = metrics
+        self._ready_despite_failures = ready_despite_failures
+
+    # -- inference --------------------------------------------------------------------
 
     async def infer(
         self, name: str, version: str | None, payload: Any, codec: Codec[Any, EncodedT], info: RequestInfo | None = None
@@ -45,7 +58,7 @@ class DataPlane:
         """``info``, when given, records the version that answered and when each step
         ended (for the access log and tracing)."""
         started = time.perf_counter_ns()
-        # route: the version that answers (explicit, or the latest)
+        # route: the version that answers (explicit, a canary split, or the default)
         model = self._route(name, version, codec.protocol, started)
         if info is not None:
             info.version = model.version
@@ -54,29 +67,16 @@ class DataPlane:
         try:
             # shed load before spending time on decoding
             model.batcher.check_capacity()
-            # decode the wire format, then validate against the signature
+            # decode the wire format
             request = codec.decode(payload, model.signature)
-            check_inputs(model.signature, request.inputs, model.config.max_tensor_elements)
-            wanted = _output_names(model, request)
-            inputs = request.inputs
-            pipeline = model.pipeline
-            # preprocess (images, a Python model's own step), per request, in a thread
-            if pipeline is not None and pipeline.changes_inputs:
-                inputs = await pipeline.run_preprocess(inputs)
-                if pipeline.images:
-                    check_inputs(pipeline.model_signature, inputs)
-            if info is not None:
-                info.decoded = time.perf_counter_ns()
-            # batch -> predict: queue with concurrent requests, run in a worker thread
-            outputs = await model.batcher.submit(inputs, request.timeout_s, info)
-            # postprocess: class names and scores, a Python model's own step
-            if pipeline is not None:
-                outputs = pipeline.postprocess(outputs)
+            # validate -> preprocess -> batch/predict -> postprocess -> select outputs
+            outputs = await compute(model, request, info)
             response = InferResponse(
                 model_name=model.name,
                 model_version=model.version,
-                outputs=_select(model, outputs, wanted, request),
-                id=request.id,
+                outputs=outputs,
+                # Always an id (the KServe SDK requires one): the client's, else the request id.
+                id=request.id or REQUEST_ID.get(),
             )
             # encode in the caller's wire format
             encoded = codec.encode(response, request)
@@ -88,13 +88,15 @@ class DataPlane:
         model.stats.record_request(True, time.perf_counter_ns() - started, codec.protocol, 200)
         # shadow: copy an unversioned request to the model's shadow version, if it has one
         # (its answer is compared and counted, never returned; the answer is not delayed)
-        if version is None and self.models.shadows:
-            self._shadow(name, request, response)
+        if version is None:
+            shadow = self._models.shadow(name)
+            if shadow is not None:
+                shadow.copy(request, response.outputs)
         return encoded
 
     def _route(self, name: str, version: str | None, protocol: str, started: int) -> LoadedVersion:
         try:
-            return self.models.get(name, version)
+            return self._models.get(name, version)
         except FerryError as exc:
             self.refused(name, protocol, exc.status, started)
             raise
@@ -103,24 +105,70 @@ class DataPlane:
         """Count a request no version answered: not routed, or refused before routing
         (no key, too large, wrong method). Counted with version "", and model "" for a
         name this server does not have, so unknown names create no series."""
-        if self.models.metrics is not None:
-            known = name if self.models.knows(name) else ""
+        if self._metrics is not None:
+            known = name if self._models.knows(name) else ""
             seconds = (time.perf_counter_ns() - started) / 1e9
-            self.models.metrics.unrouted(known, protocol, status, seconds)
+            self._metrics.unrouted(known, protocol, status, seconds)
 
-    def _shadow(self, name: str, request: InferRequest, response: InferResponse) -> None:
-        shadow = self.models.shadows.get(name)
-        if shadow is not None:
-            shadow.copy(request, response.outputs)
+    def body_limit(self, name: str, server_limit: int) -> int:
+        """The request size limit of model ``name``: its versions' ``max_body_bytes`` (the
+        largest, as the version that answers is picked later), within the server's."""
+        limits = [v.config.max_body_bytes for v in self._models.routed(name)]
+        if not limits or None in limits:
+            return server_limit
+        return min(server_limit, max(limit for limit in limits if limit is not None))
+
+    # -- health -----------------------------------------------------------------------
+
+    def live(self) -> bool:
+        """The process serves requests (it may still be loading its models)."""
+        return True
+
+    def unready_reason(self) -> str | None:
+        """None when the server is ready: its first load has finished and every model it
+        should serve has a version answering (and none failed, unless failures are
+        allowed). Else why not, for the 503 and the log."""
+        if not self._models.started:
+            return "the server is still loading its models"
+        waiting, failed = self._models.unready()
+        if waiting:
+            return f"still loading: {', '.join(waiting)}"
+        if failed and not self._ready_despite_failures:
+            return f"failed to load: {'; '.join(failed)} (--ready-despite-failures serves the rest)"
+        return None
+
+    def ready(self) -> bool:
+        return self.unready_reason() is None
+
+    def require_ready(self, name: str, version: str | None) -> None:
+        """Raises unless the model (version) answers requests now: NotFound for one this
+        server does not have (or unloaded), Unavailable while loading or failed."""
+        self._models.get(name, version)
+
+    def model_ready(self, name: str, version: str | None) -> bool:
+        """Whether the model (version) answers requests now; NotFound for a model this
+        server does not have, or a version it never had."""
+        try:
+            self._models.get(name, version)
+        except Unavailable:
+            return False
+        except NotFound:
+            if self._models.knows(name) and version is None:
+                return False  # unloaded through the repository extension
+            raise
+        return True
 
     # -- metadata -------------------------------------------------------------------
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": "ferry", "version": __version__, "extensions": EXTENSIONS}
 
+    def model_names(self) -> list[str]:
+        return self._models.names()
+
     def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
-        model = self.models.get(name, version)
-        versions = [model.version] if version is not None else self.models.versions_of(name)
+        model = self._models.get(name, version)
+        versions = [model.version] if version is not None else [v.version for v in self._models.routed(name)]
         return {
             "name": model.name,
             "versions": versions,
@@ -129,14 +177,10 @@ class DataPlane:
             "outputs": [s.to_json() for s in model.signature.outputs],
         }
 
-    def model_ready(self, name: str, version: str | None) -> None:
-        """Raises unless the model (version) is ready to serve."""
-        self.models.get(name, version)
-
     def model_config(self, name: str, version: str | None) -> dict[str, Any]:
         """Triton's model configuration, as tritonclient's get_model_config expects:
         with batching on, ``dims`` leave out the batch dimension."""
-        model = self.models.get(name, version)
+        model = self._models.get(name, version)
         max_batch = model.config.max_batch_size if model.batchable else 0
 
         def tensor(spec: Any) -> dict[str, Any]:
@@ -160,50 +204,29 @@ class DataPlane:
 
     def statistics(self, name: str | None, version: str | None) -> dict[str, Any]:
         if name is None:
-            loaded = self.models.loaded()
+            loaded = self._models.loaded()
         elif version is None:
-            self.models.get(name)
-            loaded = [v for v in self.models.loaded() if v.name == name]
+            self._models.get(name)
+            loaded = [v for v in self._models.loaded() if v.name == name]
         else:
-            loaded = [self.models.get(name, version)]
+            loaded = [self._models.get(name, version)]
         return {"model_stats": [v.stats.to_json(v.name, v.version) for v in loaded]}
+
+    # -- the repository extension -----------------------------------------------------
+
+    def repository_index(self, ready_only: bool = False) -> list[dict[str, str]]:
+        """Every model and version with its state (READY, LOADING, UNAVAILABLE) and why."""
+        entries = self._models.index()
+        return [e for e in entries if e["state"] == "READY"] if ready_only else entries
+
+    async def load(self, name: str) -> None:
+        """(Re)load model ``name``; returns once it serves (or raises why it does not)."""
+        await self._models.load(name)
+
+    async def unload(self, name: str) -> None:
+        """Stop serving model ``name``: queued requests finish, then it is released."""
+        await self._models.unload(name)
 
 
 def _triton_type(datatype: str) -> str:
     return "STRING" if datatype == "BYTES" else datatype
-
-
-def _output_names(model: LoadedVersion, request: InferRequest) -> list[str]:
-    available = model.signature.output_names
-    if request.outputs is None:
-        return list(available)
-    names = []
-    for requested in request.outputs:
-        if requested.name not in available:
-            raise InvalidInput(f"unknown output {requested.name!r}; the model has: {', '.join(available)}")
-        names.append(requested.name)
-    return names
-
-
-def _select(
-    model: LoadedVersion, outputs: dict[str, np.ndarray], wanted: list[str], request: InferRequest
-) -> dict[str, np.ndarray]:
-    """The requested outputs, in the datatypes the metadata advertises (a Python model
-    that computes FP64 for a declared FP32 output answers FP32); an output requested
-    with ``"classification": k`` as Triton's ``"score:index:label"`` strings."""
-    missing = [n for n in wanted if n not in outputs]
-    if missing:
-        raise ModelFailed(f"the model did not return output(s) {', '.join(missing)}")
-    classify = {
-        o.name: o.parameters["classification"] for o in request.outputs or () if "classification" in o.parameters
-    }
-    selected = {}
-    for name in wanted:
-        array = outputs[name]
-        spec = model.signature.output(name)
-        if name in classify:
-            array = classification(name, array, classify[name], model.pipeline)
-        elif spec is not None and spec.datatype != "BYTES" and array.dtype != spec.dtype:
-            array = array.astype(spec.dtype)
-        selected[name] = array
-    return selected

@@ -9,9 +9,12 @@ CLIENT_CLOSED = 499
 
 
 class FerryError(Exception):
-    """Base class: ``status`` is the HTTP status the transport answers with."""
+    """Base class: ``status`` is the HTTP status the REST transport answers with,
+    ``grpc_code`` the name of the ``grpc.StatusCode`` the gRPC transport answers with
+    (docs/errors.md has the whole table)."""
 
     status = 500
+    grpc_code = "INTERNAL"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -22,24 +25,28 @@ class InvalidInput(FerryError):
     """The client sent something the model cannot accept (400)."""
 
     status = 400
+    grpc_code = "INVALID_ARGUMENT"
 
 
 class Unauthorized(FerryError):
     """No API key, or one that is unknown, expired or revoked (401)."""
 
     status = 401
+    grpc_code = "UNAUTHENTICATED"
 
 
 class Forbidden(FerryError):
     """A valid key without the scope or the model the request needs (403)."""
 
     status = 403
+    grpc_code = "PERMISSION_DENIED"
 
 
 class NotFound(FerryError):
     """Unknown model, version or route (404)."""
 
     status = 404
+    grpc_code = "NOT_FOUND"
 
 
 class Conflict(FerryError):
@@ -47,18 +54,21 @@ class Conflict(FerryError):
     version that still takes traffic (409)."""
 
     status = 409
+    grpc_code = "FAILED_PRECONDITION"
 
 
 class PayloadTooLarge(FerryError):
     """Body or tensor over the configured limit (413)."""
 
     status = 413
+    grpc_code = "RESOURCE_EXHAUSTED"
 
 
 class Unavailable(FerryError):
     """Not ready, overloaded or timed out in the queue (503, with Retry-After)."""
 
     status = 503
+    grpc_code = "UNAVAILABLE"
 
     def __init__(self, message: str, retry_after_s: int = 1) -> None:
         super().__init__(message)
@@ -69,6 +79,7 @@ class RateLimited(FerryError):
     """The key has used up its request rate (429, with Retry-After)."""
 
     status = 429
+    grpc_code = "RESOURCE_EXHAUSTED"
 
     def __init__(self, message: str, retry_after_s: int = 1) -> None:
         super().__init__(message)

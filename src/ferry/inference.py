@@ -24,6 +24,8 @@ class InferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
     # None means "every output", as the protocol says.
     outputs: list[RequestedOutput] | None = None
+    # The tensors came as raw bytes (gRPC's raw_input_contents): answer in that form too.
+    raw: bool = False
 
     @property
     def binary_output_default(self) -> bool:

@@ -15,12 +15,12 @@ from ferry.batching import Batcher
 from ferry.config import ModelConfig
 from ferry.errors import ConfigError, InvalidInput, NotFound, Unavailable
 from ferry.pipeline import Pipeline, build_pipeline
-from ferry.routing import WeightedChoice
-from ferry.shadow import Shadow, ShadowRecord
+from ferry.routing import Routes
+from ferry.shadow import Shadow, ShadowRecord, ShadowTable
 from ferry.signature import Signature
 from ferry.sources import ModelSource, VersionSource, discover
 from ferry.stats import ModelStats
-from ferry.warmup import build_runtimes, load_failure
+from ferry.warmup import build_runtimes, load_failure, public_reason
 
 if TYPE_CHECKING:
     from ferry.metrics import Metrics, VersionGauges
@@ -55,19 +55,9 @@ class VersionState:
     reason: str = ""
 
 
-@dataclass(frozen=True)
-class _Routes:
-    """What requests are routed to. Replaced whole, never changed in place."""
-
-    versions: dict[str, LoadedVersion] = field(default_factory=dict)
-    # Unversioned requests: the canary split when one is set, else this version.
-    latest: LoadedVersion | None = None
-    choice: WeightedChoice | None = None
-
-
 @dataclass
 class _Model:
-    routes: _Routes = field(default_factory=_Routes)
+    routes: Routes = field(default_factory=Routes)
     states: dict[str, VersionState] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     error: str | None = None
@@ -84,14 +74,8 @@ class _Model:
     def serve(
         self, versions: dict[str, LoadedVersion], default: str | None = None, weights: dict[str, int] | None = None
     ) -> None:
-        """The swap: one assignment, so a request sees either the old routes or the new.
-        ``default`` answers unversioned requests (the highest version if not given or not
-        loaded) unless ``weights`` split them over loaded versions."""
-        if default not in versions:
-            default = max(versions, key=int) if versions else None
-        live = {key: weight for key, weight in (weights or {}).items() if key in versions and weight > 0}
-        choice = WeightedChoice(live) if live else None
-        self.routes = _Routes(versions, versions[default] if default else None, choice)
+        """The swap: one assignment, so a request sees either the old routes or the new."""
+        self.routes = Routes.build(versions, default, weights)
 
 
 class ModelManager:
@@ -107,17 +91,12 @@ class ModelManager:
         if metrics is not None:
             self.report_to(metrics)
         self._models: dict[str, _Model] = {}
-        # Models with a shadow taking copies of requests, read on every request: empty
-        # (falsy) unless some model has one. Replaced whole, never changed in place.
-        self.shadows: dict[str, Shadow] = {}
-        # Every model's shadow, percent 0 included (loaded, sent nothing).
-        self._shadows: dict[str, Shadow] = {}
-        # The last shadow of each model: kept when the shadow is removed, to be read.
-        self._shadow_records: dict[str, ShadowRecord] = {}
+        self._shadows = ShadowTable()
         self._sync_lock = asyncio.Lock()
         self._revision: int | None = None
         self._poller: asyncio.Task[None] | None = None
-        self.ready = False
+        # The first load (of the paths, or the registry's plan) has finished.
+        self.started = False
 
     def report_to(self, metrics: Metrics) -> None:
         """Report to ``metrics`` from now on (before loading: versions loaded earlier
@@ -173,7 +152,7 @@ class ModelManager:
         self._loaded()
 
     def _loaded(self) -> None:
-        self.ready = True
+        self.started = True
         # Everything loaded so far lives as long as the server: keep it out of the
         # garbage collector's full passes, which otherwise show up as latency spikes.
         gc.freeze()
@@ -210,7 +189,7 @@ class ModelManager:
         async with model.lock:
             old = list(self._loaded_versions(name, model).values())
             model.serve({})
-            self._set_shadow(name, None, 0)
+            self._shadows.point(name, None, 0)
             model.unloaded = True
             for version in model.states:
                 model.states[version] = VersionState(UNAVAILABLE, "unloaded")
@@ -224,10 +203,10 @@ class ModelManager:
         if model.unloaded:
             raise NotFound(f"model {name!r} is unloaded; POST /v2/repository/models/{name}/load to load it")
         if version is None:
-            routes = model.routes
-            if routes.choice is not None:
-                return routes.versions[routes.choice.pick()]
-            loaded = routes.latest
+            loaded = model.routes.pick()
+            if loaded is None and not model.states and not model.error:
+                # A registry model with no version staged: waiting will not help.
+                raise NotFound(f"model {name!r} has no version that answers requests; give one a stage")
             if loaded is None:
                 raise Unavailable(f"model {name!r} is not ready: {self._reason(model)}")
             return loaded
@@ -244,6 +223,22 @@ class ModelManager:
             f"model {name!r} version {version} is not ready: {state.state.lower()} {state.reason}".rstrip()
         )
 
+    def unready(self) -> tuple[list[str], list[str]]:
+        """Why the server is not ready: (models still loading with no version answering
+        yet, models or versions that failed to load). Unloaded models count for neither."""
+        waiting, failed = [], []
+        for name, model in sorted(self._models.items()):
+            if model.unloaded:
+                continue
+            if model.error:
+                failed.append(f"{name}: {model.error}")
+                continue
+            broken = sorted((v for v, state in model.states.items() if state.state == UNAVAILABLE), key=int)
+            failed += [f"{name} version {v}: {model.states[v].reason}" for v in broken]
+            if model.routes.latest is None and any(state.state == LOADING for state in model.states.values()):
+                waiting.append(name)
+        return waiting, failed
+
     def knows(self, name: str) -> bool:
         """Whether ``name`` is a model of this server (loaded or not)."""
         return name in self._models
@@ -259,27 +254,25 @@ class ModelManager:
             for _, v in sorted(self._loaded_versions(name, m).items(), key=lambda kv: int(kv[0]))
         ]
 
-    def body_limit(self, name: str, server_limit: int) -> int:
-        """The request body limit of model ``name``: its versions' ``max_body_bytes`` (the
-        largest, as the version that answers is picked later), within the server's."""
+    def routed(self, name: str) -> list[LoadedVersion]:
+        """The versions of ``name`` that answer requests (no shadow), in version order."""
         model = self._models.get(name)
-        limits = [v.config.max_body_bytes for v in model.versions.values()] if model is not None else []
-        if not limits or None in limits:
-            return server_limit
-        return min(server_limit, max(limit for limit in limits if limit is not None))
+        return [v for _, v in sorted(model.versions.items(), key=lambda kv: int(kv[0]))] if model else []
 
     def default_version(self, name: str) -> LoadedVersion | None:
         """The version unversioned requests go to when no canary split picks another."""
         model = self._models.get(name)
         return model.routes.latest if model is not None and not model.unloaded else None
 
-    def versions_of(self, name: str) -> list[str]:
-        return sorted(self._models[name].versions, key=int) if name in self._models else []
-
     def shadow_record(self, name: str) -> ShadowRecord | None:
         """What the model's shadow version did in this process (the last shadow's, if it
         was removed); None if it never had one here."""
-        return self._shadow_records.get(name)
+        return self._shadows.record(name)
+
+    def shadow(self, name: str) -> Shadow | None:
+        """The model's shadow, when it takes a share of the unversioned requests."""
+        active = self._shadows.active
+        return active.get(name) if active else None
 
     def index(self) -> list[dict[str, str]]:
         entries = []
@@ -356,7 +349,7 @@ class ModelManager:
             replaced = [v for key, v in current.items() if key not in fresh]
             # Routes and shadow swap together: no await between them.
             model.serve({k: v for k, v in fresh.items() if k not in plan.shadow_only}, plan.default, plan.weights)
-            self._set_shadow(name, fresh.get(plan.shadow) if plan.shadow else None, plan.shadow_percent)
+            self._shadows.point(name, fresh.get(plan.shadow) if plan.shadow else None, plan.shadow_percent)
             for key in fresh:
                 if key in plan.shadow_only:
                     model.states[key] = VersionState(READY, SHADOW_ONLY)
@@ -382,28 +375,10 @@ class ModelManager:
 
     def _loaded_versions(self, name: str, model: _Model) -> dict[str, LoadedVersion]:
         """The versions routed to, and the shadow version."""
-        shadow = self._shadows.get(name)
-        if shadow is None:
-            return dict(model.versions)
-        return {**model.versions, shadow.target.version: shadow.target}
-
-    def _set_shadow(self, name: str, target: LoadedVersion | None, percent: int) -> None:
-        """Point the model's shadow at ``target`` (None: no shadow). A new shadow version
-        starts a new record; the record of a removed shadow is kept, inactive."""
-        record = self._shadow_records.get(name)
+        target = self._shadows.target(name)
         if target is None:
-            if record is not None:
-                record.active, record.percent = False, 0
-        elif record is None or record.version != target.version:
-            record = self._shadow_records[name] = ShadowRecord(target.version, percent)
-        else:
-            record.active, record.percent = True, percent
-        current = self._shadows.pop(name, None)
-        if target is not None and record is not None:
-            same = current is not None and current.target is target and current.percent == percent
-            self._shadows[name] = current if same and current is not None else Shadow(target, percent, record)
-        # percent 0: loaded, sent nothing, kept off the hot path.
-        self.shadows = {key: shadow for key, shadow in self._shadows.items() if shadow.percent > 0}
+            return dict(model.versions)
+        return {**model.versions, target.version: target}
 
     def _reason(self, model: _Model) -> str:
         if model.error:
@@ -430,7 +405,7 @@ class ModelManager:
                     # version: an escaped exception would leave the server never ready.
                     reason = load_failure(exc)
                     log.error("model %s version %s failed to load: %s", source.name, key, reason)
-                    reason = self._public(reason, version.path)
+                    reason = public_reason(reason, version.path, self._paths)
                     if key in model.versions:
                         # A failed reload keeps serving what already worked.
                         fresh[key] = model.versions[key]
@@ -444,16 +419,6 @@ class ModelManager:
                 if key not in {str(v.version) for v in source.versions}:
                     del model.states[key]
         await self._drain(replaced)
-
-    def _public(self, reason: str, model_file: Path) -> str:
-        """Libraries quote absolute paths; the log keeps them, clients see names relative
-        to the model repository."""
-        places = {model_file, model_file.parent, *self._paths}
-        places |= {p.resolve() for p in places}
-        for place in sorted(places, key=lambda p: len(str(p)), reverse=True):
-            if str(place) not in (".", "/"):
-                reason = reason.replace(str(place), place.name)
-        return reason
 
     async def _load_version(self, source: ModelSource, version: VersionSource) -> LoadedVersion:
         started = time.perf_counter()

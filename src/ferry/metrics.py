@@ -36,7 +36,7 @@ from prometheus_client.registry import Collector
 from ferry.errors import CLIENT_CLOSED, FerryError
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-PROTOCOLS = ("v2", "v1")
+PROTOCOLS = ("v2", "v1", "grpc")
 # A client that left before its answer: no HTTP status was sent; nginx's convention.
 
 # Seconds: from 0.5 ms (a small model's whole request) to 30 s (the default timeout).

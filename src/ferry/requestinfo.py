@@ -22,3 +22,4 @@ class RequestInfo:
     computed: int = 0  # the model call and the split of its outputs ended
     answered: int = 0  # outputs selected and encoded
     batch_size: int = 0  # requests in the batch that computed it
+    status: int = 0  # the HTTP status answered, or its equivalent for a gRPC status

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -23,11 +24,31 @@ from ferry.settings import Settings
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from ferry.grpc.server import GrpcServer
     from ferry.registry.keys import KeyStore
     from ferry.registry_source import RegistrySource
 
 
 class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, grpc: GrpcServer | None = None) -> None:
+        super().__init__(config)
+        self.grpc = grpc
+        self.failed = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.grpc is None or self.should_exit:
+            return
+        try:
+            await self.grpc.start()
+        except Exception as exc:
+            logging.getLogger("ferry").error(
+                "cannot serve gRPC on %s: %s (--grpc-port PORT picks another port, 0 turns gRPC off)",
+                self.grpc.address,
+                exc,
+            )
+            self.failed = self.should_exit = True
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         # uvicorn re-raises the signal after its graceful shutdown, so the process dies
@@ -37,6 +58,10 @@ class _Server(uvicorn.Server):
             captured.remove(sig)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # gRPC stops taking calls now, with HTTP; the lifespan waits for its calls in
+        # flight before the models drain.
+        if self.grpc is not None:
+            self.grpc.stop()
         # Under TLS, closing an idle keep-alive connection waits for the client's TLS
         # close_notify (asyncio's ssl_shutdown_timeout, 30 s), which pooled clients never
         # send: the stop would take the whole graceful timeout. Idle connections carry no
@@ -189,5 +214,15 @@ def run(models: ModelManager, settings: Settings, auth: Authenticator | None, au
         ssl_certfile=settings.ssl_certfile,
         ssl_keyfile=settings.ssl_keyfile,
     )
+    grpc = None
+    if settings.grpc_port:
+        from ferry.grpc.server import GrpcServer
+
+        api = app.api
+        grpc = GrpcServer(settings, api.state.dataplane, auth, api.state.tracing, api.state.audit_store)
+        api.state.before_drain.append(grpc.stop)
     logging.getLogger("ferry").info("serving on %s", base_url(settings))
-    _Server(config).run()
+    server = _Server(config, grpc)
+    server.run()
+    if server.failed:
+        sys.exit(1)

@@ -15,7 +15,12 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Larger request bodies get 413.")
+    grpc_port: int = Field(
+        8001, ge=0, le=65535, description="Port of the gRPC endpoint (Open Inference Protocol); 0: no gRPC."
+    )
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="Larger request bodies get 413 (gRPC messages: RESOURCE_EXHAUSTED)."
+    )
     max_tensor_elements: int = Field(64 * 1024 * 1024, ge=1, description="Larger input tensors get 413.")
     log_level: str = "info"
     log_format: Literal["auto", "json", "console"] = Field(
@@ -43,6 +48,11 @@ class Settings(BaseSettings):
     )
     ssl_certfile: Path | None = Field(None, description="TLS certificate (PEM); with ssl_keyfile, serve HTTPS.")
     ssl_keyfile: Path | None = Field(None, description="TLS private key (PEM).")
+    ready_despite_failures: bool = Field(
+        False,
+        description="Answer ready once loading has finished even if some models failed to load "
+        "(by default a failed model keeps /v2/health/ready at 503).",
+    )
     graceful_timeout_s: float = Field(30.0, ge=0, description="How long SIGTERM waits for in-flight requests.")
 
     # ferry server (the registry)

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ferry.compute import compute
 from ferry.errors import FerryError
-from ferry.signature import check_inputs
 
 if TYPE_CHECKING:
     from ferry.inference import InferRequest
@@ -80,8 +80,8 @@ class Shadow:
     async def _run(self, request: InferRequest, primary: dict[str, np.ndarray]) -> None:
         record = self.record
         try:
-            check_inputs(self.target.signature, request.inputs)
-            outputs = await self.target.batcher.submit(request.inputs, request.timeout_s)
+            # The same path as the primary's answer (pipeline included), so the two compare.
+            outputs = await compute(self.target, request)
         except (Exception, asyncio.CancelledError) as exc:
             record.failed += 1
             log.debug("shadow %s version %s failed: %s", self.target.name, self.target.version, exc)
@@ -111,3 +111,42 @@ def agree(primary: dict[str, np.ndarray], shadow: dict[str, np.ndarray]) -> bool
         if not same:
             return False
     return True
+
+
+class ShadowTable:
+    """Every model's shadow in this process, and the record of the last one each model
+    had (kept when the shadow is removed, to be read)."""
+
+    def __init__(self) -> None:
+        # Models whose shadow takes copies of requests, read on every request: empty
+        # (falsy) unless some model has one. Replaced whole, never changed in place.
+        self.active: dict[str, Shadow] = {}
+        # Every model's shadow, percent 0 included (loaded, sent nothing).
+        self._all: dict[str, Shadow] = {}
+        self._records: dict[str, ShadowRecord] = {}
+
+    def target(self, name: str) -> LoadedVersion | None:
+        """The version loaded as the model's shadow, if it has one."""
+        shadow = self._all.get(name)
+        return shadow.target if shadow is not None else None
+
+    def record(self, name: str) -> ShadowRecord | None:
+        return self._records.get(name)
+
+    def point(self, name: str, target: LoadedVersion | None, percent: int) -> None:
+        """Point the model's shadow at ``target`` (None: no shadow). A new shadow version
+        starts a new record; the record of a removed shadow is kept, inactive."""
+        record = self._records.get(name)
+        if target is None:
+            if record is not None:
+                record.active, record.percent = False, 0
+        elif record is None or record.version != target.version:
+            record = self._records[name] = ShadowRecord(target.version, percent)
+        else:
+            record.active, record.percent = True, percent
+        current = self._all.pop(name, None)
+        if target is not None and record is not None:
+            same = current is not None and current.target is target and current.percent == percent
+            self._all[name] = current if same and current is not None else Shadow(target, percent, record)
+        # percent 0: loaded, sent nothing, kept off the hot path.
+        self.active = {key: shadow for key, shadow in self._all.items() if shadow.percent > 0}

@@ -51,6 +51,12 @@ class Server:
     log_path: Path
     started_at: float
     ready_after_s: float = 0.0
+    grpc_port: int = 0
+
+    @property
+    def grpc_address(self) -> str:
+        """``host:port`` of the gRPC endpoint, the form tritonclient.grpc's ``url`` takes."""
+        return f"{HOST}:{self.grpc_port}"
 
     @property
     def url(self) -> str:
@@ -95,6 +101,11 @@ def start_command(
     ``--no-auth``: the tests of keys (tests/e2e/test_security.py) ask for them."""
     port = free_port()
     command = [*ferry_command(), *argv, "--host", HOST, "--port", str(port), *args]
+    grpc_port = 0
+    if "--grpc-port" not in args:
+        # Never the default 8001: tests run servers side by side.
+        grpc_port = free_port()
+        command += ["--grpc-port", str(grpc_port)]
     if not auth:
         command.append("--no-auth")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -102,7 +113,7 @@ def start_command(
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
     log_file.close()  # the child holds its own descriptor
-    server = Server(process, port, log_path, started)
+    server = Server(process, port, log_path, started, grpc_port=grpc_port)
     try:
         wait_ready(server, timeout_s)
     except BaseException:

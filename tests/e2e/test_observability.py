@@ -19,7 +19,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from ferry.grpc.protos import grpc_service_pb2 as pb
 from tests.builders import scale_onnx
+from tests.e2e.grpc_clients import stub
 from tests.e2e.server import HOST, Server, free_port, start
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -113,6 +115,26 @@ def test_traces_reach_an_otlp_collector_under_the_callers_trace(traced: Server, 
     assert root["parent"] == PARENT_ID and root["service"] == "ferry"
     for step in ("decode", "queue", "compute", "encode"):
         assert by_name[step]["parent"] == root["span_id"]
+
+
+def test_grpc_calls_are_traced_under_the_callers_trace_too(traced: Server, collector: Collector) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4737"
+    request = pb.ModelInferRequest(model_name="scale")
+    request.inputs.add(name="x", datatype="FP32", shape=[1, 4]).contents.fp32_contents.extend([1, 2, 3, 4])
+    metadata = (("traceparent", f"00-{trace_id}-{PARENT_ID}-01"),)
+    answer = stub(traced.grpc_address).ModelInfer(request, metadata=metadata, timeout=10)
+    assert list(answer.outputs[0].contents.fp32_contents) == [2.0, 4.0, 6.0, 8.0]
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        with collector.lock:
+            ours = {s["name"]: s for s in collector.spans if s["trace_id"] == trace_id}
+        if "encode" in ours:
+            break
+        time.sleep(0.05)
+    root = ours["POST /inference.GRPCInferenceService/ModelInfer"]
+    assert root["parent"] == PARENT_ID and root["service"] == "ferry"
+    for step in ("decode", "queue", "compute", "encode"):
+        assert ours[step]["parent"] == root["span_id"]
 
 
 def test_log_lines_are_json_with_request_ids(traced: Server) -> None:

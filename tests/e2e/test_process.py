@@ -18,8 +18,10 @@ import requests
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from ferry.grpc.protos import grpc_service_pb2 as pb
 from tests.builders import add_sub_onnx, identity_onnx, python_model
-from tests.e2e.server import Server, ferry_command, running, start
+from tests.e2e.grpc_clients import stub
+from tests.e2e.server import Server, ferry_command, free_port, running, start
 
 TIMEOUT = 30
 # A liveness bound, not a performance claim: DESIGN.md aims at about two seconds.
@@ -55,8 +57,49 @@ def untidy_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def untidy(untidy_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("logs") / "untidy.log"
-    with running([untidy_repo], log) as srv:
+    with running([untidy_repo], log, "--ready-despite-failures") as srv:
         yield srv
+
+
+def test_a_failed_model_keeps_the_server_unready_unless_allowed(untidy_repo: Path, tmp_path: Path) -> None:
+    """Kubernetes must not send traffic to a server missing a model: by default a model
+    that failed to load keeps /v2/health/ready (and gRPC ServerReady) at not ready."""
+    port, grpc_port = free_port(), free_port()
+    command = [*ferry_command(), "serve", str(untidy_repo), "--no-auth", "--port", str(port)]
+    log_path = tmp_path / "strict.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen([*command, "--grpc-port", str(grpc_port)], stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                answer = requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2)
+                if answer.status_code == 503 and answer.json()["error"].startswith("failed to load"):
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        assert "broken version 1" in answer.json()["error"] and answer.headers["retry-after"] == "1"
+        assert requests.get(f"http://127.0.0.1:{port}/v2/health/live", timeout=2).json() == {"live": True}
+        good = requests.get(f"http://127.0.0.1:{port}/v2/models/good/ready", timeout=2)
+        assert good.json() == {"name": "good", "ready": True}  # the rest still serves
+        ready = stub(f"127.0.0.1:{grpc_port}").ServerReady(pb.ServerReadyRequest(), timeout=TIMEOUT)
+        assert ready.ready is False
+    finally:
+        process.terminate()
+        assert process.wait(TIMEOUT) == 0
+
+
+def test_a_path_with_no_model_exits_2(tmp_path: Path) -> None:
+    keras = tmp_path / "model.h5"
+    keras.write_bytes(b"HDF5 weights")
+    result = subprocess.run(
+        [*ferry_command(), "serve", str(keras), "--port", "0"], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert result.returncode == 2, result
+    assert f"ferry: no model found in {keras}" in result.stderr
+    assert ".onnx" in result.stderr  # says what it can serve
 
 
 def test_untidy_repository_serves_its_good_model(untidy: Server) -> None:

@@ -20,14 +20,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import grpc
 import numpy as np
 import pytest
 import requests
 import tritonclient.http as httpclient
 import trustme
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from ferry.grpc.protos import grpc_service_pb2 as pb
 from tests.builders import identity_onnx, scale_onnx
+from tests.e2e.grpc_clients import stub
 from tests.e2e.server import HOST, Server, ferry_command, free_port, start, start_command
 
 TIMEOUT = 30
@@ -389,7 +393,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Tls:
 def start_tls(root: Path, tls: Tls) -> Keyed:
     """Like ``start_keyed`` over HTTPS. tests/e2e/server.py polls http://, so the process
     is started here and polled over https with a client that trusts the test CA."""
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     data_dir = root / "data"
     command = [
         *ferry_command(),
@@ -399,6 +403,8 @@ def start_tls(root: Path, tls: Tls) -> Keyed:
         HOST,
         "--port",
         str(port),
+        "--grpc-port",
+        str(grpc_port),
         "--data-dir",
         str(data_dir),
         "--ssl-certfile",
@@ -409,7 +415,7 @@ def start_tls(root: Path, tls: Tls) -> Keyed:
     log_path = root / "tls.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=server_env())
-    server = Server(process, port, log_path, time.monotonic())
+    server = Server(process, port, log_path, time.monotonic(), grpc_port=grpc_port)
     try:
         eventually(lambda: https_ready(server, tls), TIMEOUT)
     except BaseException:
@@ -474,6 +480,78 @@ def test_tls(tmp_path: Path, tls: Tls) -> None:
     finally:
         # Killed, not stopped: under TLS a SIGTERM can take uvicorn's full 30 s graceful
         # timeout (test_tls_stops_promptly_with_an_idle_client, below).
+        kill(keyed.server)
+
+
+def test_keys_and_tls_over_grpc(tmp_path: Path, tls: Tls) -> None:
+    """The gRPC port takes the same TLS files and keys as HTTPS: keys from
+    ``authorization: Bearer`` or ``x-api-key`` metadata, refusals as gRPC codes, load and
+    unload audited, health open to anyone."""
+    keyed = start_tls(tmp_path, tls)
+    try:
+        credentials = grpc.ssl_channel_credentials(tls.ca.read_bytes())
+        client = stub(keyed.server.grpc_address, credentials)
+        url = https_url(keyed.server)
+        environment = {"SSL_CERT_FILE": str(tls.ca)}
+        infer_id, infer_key = key_of(
+            ok("keys", "create", "--name", "app", "--scopes", "infer", url=url, key=keyed.admin, **environment).out
+        )
+        _, read_key = key_of(
+            ok("keys", "create", "--name", "ro", "--scopes", "read", url=url, key=keyed.admin, **environment).out
+        )
+        slow = ["--name", "slow", "--scopes", "infer", "--rate", "1/m"]
+        _, slow_key = key_of(ok("keys", "create", *slow, url=url, key=keyed.admin, **environment).out)
+        request = pb.ModelInferRequest(model_name="scale")
+        request.inputs.add(name="x", datatype="FP32", shape=[1, 4]).contents.fp32_contents.extend([1, 2, 3, 4])
+
+        def code(metadata: tuple[tuple[str, str], ...], call: str = "ModelInfer", message: object = request) -> object:
+            try:
+                getattr(client, call)(message, metadata=metadata, timeout=TIMEOUT)
+            except grpc.RpcError as exc:
+                return exc.code(), exc.details()
+            return "ok"
+
+        answer = client.ModelInfer(request, metadata=(("authorization", f"Bearer {infer_key}"),), timeout=TIMEOUT)
+        assert list(answer.outputs[0].contents.fp32_contents) == [3.0, 6.0, 9.0, 12.0]
+        assert code((("x-api-key", infer_key),)) == "ok"
+        missing = code(())
+        assert missing[0] == grpc.StatusCode.UNAUTHENTICATED and "API key is required" in missing[1]
+        assert code((("authorization", "Bearer fy_nope_nope"),))[0] == grpc.StatusCode.UNAUTHENTICATED
+        denied = code((("x-api-key", read_key),))
+        assert denied == (grpc.StatusCode.PERMISSION_DENIED, "this key lacks the 'infer' scope")
+        assert code((("x-api-key", slow_key),)) == "ok"
+        limited = code((("x-api-key", slow_key),))
+        assert limited[0] == grpc.StatusCode.RESOURCE_EXHAUSTED and "rate limit" in limited[1]
+        # Metadata is read-scoped; load/unload deploy-scoped, and audited.
+        assert code((("x-api-key", read_key),), "ModelMetadata", pb.ModelMetadataRequest(name="scale")) == "ok"
+        unload = pb.RepositoryModelUnloadRequest(model_name="scale")
+        assert (
+            code((("x-api-key", infer_key),), "RepositoryModelUnload", unload)[0] == grpc.StatusCode.PERMISSION_DENIED
+        )
+        assert code((("x-api-key", keyed.admin),), "RepositoryModelUnload", unload) == "ok"
+        assert code((("x-api-key", infer_key),))[0] == grpc.StatusCode.NOT_FOUND  # unloaded
+        load = pb.RepositoryModelLoadRequest(model_name="scale")
+        assert code((("x-api-key", keyed.admin),), "RepositoryModelLoad", load) == "ok"
+        assert code((("x-api-key", infer_key),)) == "ok"
+
+        def repository_actions() -> list[tuple[str, str, str]] | None:
+            listed = table_rows(ok("audit", "--target", "scale", url=url, key=keyed.admin, **environment).out)
+            rows = [(r["KEY"], r["ACTION"], r["RESULT"]) for r in listed if r["ACTION"].startswith("repository_")]
+            return rows if len(rows) >= 3 else None
+
+        admin_id = keyed.admin.split("_")[1]
+        assert eventually(repository_actions) == [  # newest first
+            (f"admin ({admin_id})", "repository_load", "ok"),
+            (f"admin ({admin_id})", "repository_unload", "ok"),
+            (f"app ({infer_id})", "repository_unload", "denied"),
+        ]
+        # Health is open, like /v2/health/*; plain-text gRPC to the TLS port is refused.
+        with grpc.secure_channel(keyed.server.grpc_address, credentials) as channel:
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError):
+            stub(keyed.server.grpc_address).ServerLive(pb.ServerLiveRequest(), timeout=5)
+    finally:
         kill(keyed.server)
 
 

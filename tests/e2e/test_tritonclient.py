@@ -172,8 +172,9 @@ def test_request_id_is_echoed(client: httpclient.InferenceServerClient) -> None:
     inputs, _, _ = add_sub_inputs()
     result = client.infer("add_sub", inputs, request_id="req-42/\u00e9")
     assert result.get_response()["id"] == "req-42/\u00e9"
-    # No id asked for, none echoed.
-    assert "id" not in client.infer("add_sub", inputs).get_response()
+    # No id asked for: the request id, which the response header carries too.
+    answered = client.infer("add_sub", inputs, headers={"X-Request-ID": "trace-9"}).get_response()
+    assert answered["id"] == "trace-9"
 
 
 def test_python_model_bytes(client: httpclient.InferenceServerClient) -> None:

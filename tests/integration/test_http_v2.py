@@ -223,12 +223,16 @@ def test_output_selection_returns_only_what_was_asked(client: TestClient) -> Non
     np.testing.assert_array_equal(outputs["OUTPUT1"], a - b)
 
 
-def test_id_is_echoed_and_absent_when_not_sent(client: TestClient) -> None:
+def test_id_is_echoed_else_the_request_id(client: TestClient) -> None:
+    """The KServe SDK's response model requires an id: the client's, else the request id."""
     _, _, inputs = _add_sub_inputs()
     doc, _ = outputs_of(client.post("/v2/models/add_sub/infer", json={"id": "req-42", "inputs": inputs}))
     assert doc["id"] == "req-42"
-    doc, _ = outputs_of(client.post("/v2/models/add_sub/infer", json={"inputs": inputs}))
-    assert "id" not in doc
+    response = client.post("/v2/models/add_sub/infer", json={"inputs": inputs})
+    doc, _ = outputs_of(response)
+    assert doc["id"] == response.headers["x-request-id"]
+    response = client.post("/v2/models/add_sub/infer", json={"inputs": inputs}, headers={"X-Request-ID": "trace-7"})
+    assert outputs_of(response)[0]["id"] == "trace-7"
 
 
 def test_id_is_echoed_with_binary_outputs(client: TestClient) -> None:

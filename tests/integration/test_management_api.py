@@ -403,3 +403,16 @@ def test_configs_json_cannot_hold_are_refused(client: TestClient, tmp_path: Path
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"].startswith("config.yaml")
     assert client.get("/api/v1/models/scale").status_code == 404
+
+
+def test_a_model_with_no_version_leaves_the_server_ready_and_answers_404(client: TestClient) -> None:
+    """An empty registry model cannot serve, and waiting will not change that: 404 (not
+    503), and it does not take the node out of its load balancer."""
+    assert client.post("/api/v1/models", json={"name": "empty"}).status_code == 201
+    assert client.get("/v2/health/ready").status_code == 200
+    for response in (
+        client.post("/v2/models/empty/infer", json={"inputs": []}),
+        client.post("/v1/models/empty:predict", json={"instances": [[1, 2, 3, 4]]}),
+    ):
+        assert response.status_code == 404, response.text
+        assert "has no version that answers requests" in response.json()["error"]

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from tests.builders import scale_onnx
 from tests.integration import test_management_api
-from tests.integration.test_management_api import _infer, _upload
+from tests.integration.test_management_api import _infer, _post_version, _upload
 
 # The in-process server over a fresh registry, once per backend.
 client = test_management_api.client
@@ -157,3 +157,29 @@ def test_shadow_validation(client: TestClient, tmp_path: Path) -> None:
     ]:
         response = client.put("/api/v1/models/scale/traffic", json={"weights": {"1": 100}, "shadow": shadow})
         assert response.status_code == status, (shadow, response.text)
+
+
+def test_shadow_runs_the_whole_pipeline_so_identical_versions_agree(client: TestClient, tmp_path: Path) -> None:
+    """The shadow's answer goes through the same compute path as the primary's (here
+    the labels postprocess): identical versions agree on every request, a changed one
+    (other scores, so other classes) disagrees on every request."""
+    config = "postprocess:\n  - output: y\n    labels: [a, b, c, d]\n    top_k: 2\n"
+    for path in (scale_onnx(tmp_path / "a.onnx", 2.0), scale_onnx(tmp_path / "b.onnx", 2.0)):
+        response = _post_version(client, path, config, stage="production" if path.stem == "a" else None)
+        assert response.status_code == 201 and response.json()["state"] == "ready", response.text
+    reversed_scores = tmp_path / "c.onnx"
+    scale_onnx(reversed_scores, -1.0)  # the same four scores, reversed: other top classes
+    response = _post_version(client, reversed_scores, config)
+    assert response.status_code == 201 and response.json()["state"] == "ready", response.text
+
+    _traffic(client, {"1": 100}, {"version": 2, "percent": 100})
+    answers = [_infer(client) for _ in range(N)]
+    assert {tuple(o["data"]) for a in answers for o in a["outputs"] if o["name"] == "classes"} == {("d", "c")}
+    record = _settled_shadow(client, N)
+    assert (record["sent"], record["succeeded"], record["agreed"], record["disagreed"]) == (N, N, N, 0)
+
+    _traffic(client, {"1": 100}, {"version": 3, "percent": 100})
+    for _ in range(N):
+        _infer(client)
+    record = _settled_shadow(client, N)
+    assert (record["version"], record["succeeded"], record["agreed"], record["disagreed"]) == (3, N, 0, N)

@@ -10,10 +10,27 @@ from typing import Any
 
 import numpy as np
 
-from ferry.errors import InvalidInput
+from ferry.errors import InvalidInput, PayloadTooLarge
 from ferry.signature import NUMPY_DTYPES, element_count, numpy_dtype
 
 _LENGTH = struct.Struct("<I")
+# numpy's limit on dimensions before version 2 (64 since); deeper shapes are refused as 400.
+MAX_RANK = 32
+
+
+def check_tensor_header(name: str, datatype: str, shape: list[int], max_elements: int) -> None:
+    """Refuse an input tensor's header before any of its data is read: an unknown
+    datatype or a bad shape (400), more elements than ``max_elements`` (413)."""
+    numpy_dtype(datatype)
+    if any(d < 0 for d in shape):
+        raise InvalidInput(f'input {name!r}: "shape" must be a list of non-negative integers')
+    if len(shape) > MAX_RANK:
+        raise InvalidInput(f"input {name!r}: shape has {len(shape)} dimensions; the limit is {MAX_RANK}")
+    if element_count(shape) > max_elements:
+        raise PayloadTooLarge(f"input {name!r} has {element_count(shape)} elements; the limit is {max_elements}")
+    if element_count([d or 1 for d in shape]) > max_elements:
+        # numpy refuses such a shape even when a 0 dimension leaves it empty.
+        raise PayloadTooLarge(f"input {name!r}: shape {shape} is over the limit of {max_elements} elements")
 
 
 def array_from_raw(name: str, datatype: str, shape: list[int], buf: memoryview) -> np.ndarray:

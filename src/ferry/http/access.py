@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,7 +36,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_id(scope) or uuid.uuid4().hex
+        request_id = incoming_id(scope["headers"]) or uuid.uuid4().hex
         header = (b"x-request-id", request_id.encode())
         token = REQUEST_ID.set(request_id)
         started = time.perf_counter_ns()
@@ -72,8 +73,9 @@ class RequestContext:
         log.info("request", extra=fields)
 
 
-def _incoming_id(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
+def incoming_id(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """The client's ``X-Request-ID`` (HTTP header or gRPC metadata), if it is a sensible one."""
+    for name, value in headers:
         if name == b"x-request-id":
             text = value.decode("latin-1")
             return text if _ID.fullmatch(text) else None

@@ -153,6 +153,9 @@ def _create_api(
                 if not task.done():
                     task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            # Other transports (gRPC) finish their calls while the models still serve.
+            for stop in app.state.before_drain:
+                await stop()
             await models.close(settings.graceful_timeout_s)
             if tracing is not None:
                 await asyncio.to_thread(tracing.shutdown)  # send the spans still buffered
@@ -167,11 +170,15 @@ def _create_api(
     )
     app.state.settings = settings
     app.state.auth = auth
+    app.state.before_drain = []
+    app.state.tracing = tracing
     if settings.metrics:
         _serve_metrics(app, models, settings)
         if auth is not None:
             auth.observe(app.state.metrics.denied)
-    app.state.dataplane = DataPlane(models)
+    app.state.dataplane = DataPlane(models, models.metrics, settings.ready_despite_failures)
+    # The control plane (/api/v1, the web app) manages what is loaded: its own dependency.
+    app.state.manager = models
     app.state.live = LiveStats(models)
     install_error_handlers(app)
     routers = [v2.router, v1.router, keys.router, session.router, web_api.router]

@@ -212,8 +212,23 @@ INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: ERROR,
 }
 
-HEALTH: dict[int | str, dict[str, Any]] = {
-    200: {"description": "Yes (empty body)"},
+
+def _json(description: str, example: Any) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"example": example}}}
+
+
+LIVE: dict[int | str, dict[str, Any]] = {200: _json("The server process answers", {"live": True})}
+
+READY: dict[int | str, dict[str, Any]] = {
+    200: _json("Every model this server should serve is loaded", {"ready": True}),
+    503: _json(
+        "Still loading, or a model failed to load (unless --ready-despite-failures), with Retry-After",
+        {"error": "still loading: digits"},
+    ),
+}
+
+MODEL_READY: dict[int | str, dict[str, Any]] = {
+    200: _json("The model (version) answers requests", {"name": "digits", "ready": True}),
     400: ERROR,
     404: ERROR,
     503: ERROR,

@@ -5,8 +5,6 @@ audit trail. The inference endpoints check their key themselves (``InferEndpoint
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -17,15 +15,13 @@ from ferry.errors import FerryError
 from ferry.http.errors import error_headers, error_response
 from ferry.http.scopes import declared_scope
 from ferry.logs import one_line
-from ferry.security.audit import AuditEvent, utcnow
+from ferry.security.audit import AuditEvent, utcnow, write_later
 from ferry.security.auth import Authenticator
 from ferry.security.keys import ApiKey
 from ferry.security.keys import Scope as KeyScope
 
 if TYPE_CHECKING:
     from ferry.registry.keys import KeyStore
-
-log = logging.getLogger("ferry.audit")
 
 _READS = {"GET", "HEAD", "OPTIONS"}
 _CONTROL = {KeyScope.DEPLOY, KeyScope.ADMIN}
@@ -118,17 +114,10 @@ class Gate:
             result="ok" if status < 400 else "denied" if denied else "failed",
             client=client[0] if client else "",
         )
-        # After the answer: the audit write never delays it. A failed write is logged.
-        task = asyncio.get_running_loop().run_in_executor(None, store.record, event)
-        task.add_done_callback(_log_failure)
+        write_later(store, event)
 
 
 def _target(params: dict[str, Any]) -> str:
     """``digits``, ``digits/4``, ``digits/production`` or a key id."""
     parts = [str(params[p]) for p in ("name", "number", "stage", "key_id") if p in params]
     return "/".join(parts)
-
-
-def _log_failure(future: asyncio.Future[None]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.error("could not write an audit event: %s", future.exception())

@@ -32,7 +32,7 @@ async def _source(request: Request) -> RegistrySource:
 
 
 async def _manager(request: Request) -> ModelManager:
-    manager: ModelManager = request.app.state.dataplane.models
+    manager: ModelManager = request.app.state.manager
     return manager
 
 

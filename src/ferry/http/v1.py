@@ -6,7 +6,6 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ferry.errors import NotFound, Unavailable
 from ferry.http import docs
 from ferry.http.scopes import requires, visible_to
 from ferry.http.v2 import Name, Plane, json_response
@@ -18,17 +17,11 @@ router = APIRouter()
 @router.get("/v1/models", tags=["v1"], summary="List models")
 @requires(Scope.READ)
 async def list_models(request: Request, plane: Plane) -> Response:
-    return json_response({"models": [name for name in plane.models.names() if visible_to(request, name)]})
+    return json_response({"models": [name for name in plane.model_names() if visible_to(request, name)]})
 
 
 @router.get("/v1/models/{name}", tags=["v1"], summary="Model status", responses=docs.V1_MODEL)
 @requires(Scope.READ)
 async def model_status(name: Name, plane: Plane) -> Response:
-    try:
-        plane.models.get(name)
-    except (Unavailable, NotFound):
-        # Known but loading, failed or unloaded: not ready. Unknown: 404.
-        if name not in plane.models.names():
-            raise
-        return json_response({"name": name, "ready": False})
-    return json_response({"name": name, "ready": True})
+    # Known but loading, failed or unloaded: not ready. Unknown: 404.
+    return json_response({"name": name, "ready": plane.model_ready(name, None)})

@@ -41,25 +41,26 @@ Plane = Annotated[DataPlane, Depends(dataplane)]
 Config = Annotated[Settings, Depends(settings)]
 
 
-def json_response(content: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json", headers=headers)
 
 
 # -- health and metadata --------------------------------------------------------------
 
 
-@router.get("/v2/health/live", response_class=Response, tags=["health"], summary="Server live", responses=docs.HEALTH)
+@router.get("/v2/health/live", tags=["health"], summary="Server live", responses=docs.LIVE)
 @requires(None)
-async def live() -> Response:
-    return Response(status_code=200)
+async def live(plane: Plane) -> Response:
+    return json_response({"live": plane.live()})
 
 
-@router.get("/v2/health/ready", response_class=Response, tags=["health"], summary="Server ready", responses=docs.HEALTH)
+@router.get("/v2/health/ready", tags=["health"], summary="Server ready", responses=docs.READY)
 @requires(None)
 async def ready(plane: Plane) -> Response:
-    if plane.models.ready:
-        return Response(status_code=200)
-    return error_response(503, "the server is still loading its models", {"Retry-After": "1"})
+    reason = plane.unready_reason()
+    if reason is None:
+        return json_response({"ready": True})
+    return error_response(503, reason, {"Retry-After": "1"})
 
 
 @router.get("/v2", tags=["metadata"], summary="Server metadata", responses=docs.SERVER_METADATA)
@@ -94,26 +95,23 @@ async def version_metadata(name: Name, version: Version, plane: Plane) -> Respon
     return json_response(plane.model_metadata(name, version))
 
 
-@router.get(
-    "/v2/models/{name}/ready", response_class=Response, tags=["health"], summary="Model ready", responses=docs.HEALTH
-)
+@router.get("/v2/models/{name}/ready", tags=["health"], summary="Model ready", responses=docs.MODEL_READY)
 @requires(Scope.READ)
 async def model_ready(name: Name, plane: Plane) -> Response:
-    plane.model_ready(name, None)
-    return Response(status_code=200)
+    plane.require_ready(name, None)
+    return json_response({"name": name, "ready": True})
 
 
 @router.get(
     "/v2/models/{name}/versions/{version}/ready",
-    response_class=Response,
     tags=["health"],
     summary="Model version ready",
-    responses=docs.HEALTH,
+    responses=docs.MODEL_READY,
 )
 @requires(Scope.READ)
 async def version_ready(name: Name, version: Version, plane: Plane) -> Response:
-    plane.model_ready(name, version)
-    return Response(status_code=200)
+    plane.require_ready(name, version)
+    return json_response({"name": name, "ready": True})
 
 
 @router.get(
@@ -179,10 +177,8 @@ async def _optional_json(request: Request, config: Settings) -> dict[str, Any]:
 @requires(Scope.READ)
 async def repository_index(request: Request, plane: Plane, config: Config) -> Response:
     doc = await _optional_json(request, config)
-    entries = [e for e in plane.models.index() if visible_to(request, e["name"])]
-    if doc.get("ready"):
-        entries = [e for e in entries if e["state"] == "READY"]
-    return json_response(entries)
+    entries = plane.repository_index(ready_only=bool(doc.get("ready")))
+    return json_response([e for e in entries if visible_to(request, e["name"])])
 
 
 @router.post(
@@ -205,7 +201,7 @@ async def repository_load(name: Name, request: Request, plane: Plane, config: Co
             f"loading with {', '.join(overrides)} is not supported: put the files and "
             "config.yaml in the model repository and load by name"
         )
-    await plane.models.load(name)
+    await plane.load(name)
     return Response(status_code=200)
 
 
@@ -220,5 +216,5 @@ async def repository_load(name: Name, request: Request, plane: Plane, config: Co
 @requires(Scope.DEPLOY)
 async def repository_unload(name: Name, request: Request, plane: Plane, config: Config) -> Response:
     await _optional_json(request, config)
-    await plane.models.unload(name)
+    await plane.unload(name)
     return Response(status_code=200)

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ferry.registry.keys import KeyStore
+
+log = logging.getLogger("ferry.audit")
 
 
 def utcnow() -> datetime:
@@ -22,3 +30,15 @@ class AuditEvent:
     status: int
     result: str  # ok, denied (401/403/429) or failed
     client: str  # the client's address
+
+
+def write_later(store: KeyStore, event: AuditEvent) -> None:
+    """Write ``event`` in a worker thread, after the answer: the audit write never delays
+    it. A failed write is logged."""
+    task = asyncio.get_running_loop().run_in_executor(None, store.record, event)
+    task.add_done_callback(_log_failure)
+
+
+def _log_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("could not write an audit event: %s", future.exception())

@@ -182,13 +182,28 @@ class Authenticator:
                 raise RateLimited(f"rate limit of this key exceeded; retry in {wait_s:.2f} s", retry_after_s(wait_s))
 
     def authenticate(self, headers: Sequence[tuple[bytes, bytes]], method: str = "GET") -> ApiKey:
-        """The request's valid key, whatever it may do; else 401 (403 for a cookie-borne
-        change without the CSRF header)."""
+        """The HTTP request's valid key, whatever it may do; else 401 (403 for a
+        cookie-borne change without the CSRF header)."""
+        presented = credentials(headers)
+        key = self.identify(presented.key)
+        if presented.from_cookie and not presented.csrf_header and method not in _SAFE_METHODS:
+            self._deny("csrf", key.key_id)
+            raise Forbidden(f"a change made with the session cookie needs the {CSRF_HEADER} header")
+        return key
+
+    def admit(self, text: str | None, scope: Scope, model: str | None = None) -> ApiKey:
+        """The transport-neutral check: the key ``text`` (from HTTP headers, a cookie or
+        gRPC metadata) if it may do ``scope`` (on ``model``); else 401, 403 or 429."""
+        key = self.identify(text)
+        self.authorize(key, scope, model)
+        return key
+
+    def identify(self, text: str | None) -> ApiKey:
+        """The valid key whose text was presented, whatever it may do; else 401 (503 while
+        the keys are not read yet)."""
         snapshot = self._snapshot
         if snapshot is None:
             raise Unavailable("the server is starting; its API keys are not read yet")
-        presented = credentials(headers)
-        text = presented.key
         if text is None:
             self._deny("missing", None)
             raise Unauthorized("an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>")
@@ -207,9 +222,6 @@ class Authenticator:
         if key.expired(self._clock()):
             self._deny("expired", key.key_id)
             raise Unauthorized("this API key has expired")
-        if presented.from_cookie and not presented.csrf_header and method not in _SAFE_METHODS:
-            self._deny("csrf", key.key_id)
-            raise Forbidden(f"a change made with the session cookie needs the {CSRF_HEADER} header")
         return key
 
     def _deny(self, reason: str, key_id: str | None) -> None:

@@ -27,7 +27,7 @@ router = APIRouter(prefix="/api/v1", tags=["web app"])
 
 
 def _manager(request: Request) -> ModelManager:
-    manager: ModelManager = request.app.state.dataplane.models
+    manager: ModelManager = request.app.state.manager
     return manager
 
 
