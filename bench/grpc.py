@@ -4,8 +4,9 @@ onnxruntime ceiling and MLServer's gRPC endpoint, on the benchmark's MLP and CNN
 h2load (Debian's nghttp2-client) drives unary gRPC: one ModelInferRequest with raw
 tensors (as tritonclient.grpc sends it), framed once, posted over HTTP/2 by 16 clients;
 wrk drives REST as in `make bench`. Each answer is checked once before it is measured,
-and after each gRPC run Ferry's own statistics must show no failed request (h2load sees
-only HTTP statuses; gRPC errors travel in trailers). Rounds are
+and after each gRPC run Ferry's /metrics must show no failed request (h2load sees only
+HTTP statuses; gRPC errors travel in trailers). The calls h2load cancels when its time is
+up (counted 499, client closed) are not errors. Rounds are
 interleaved; every figure is the median over rounds and every target a ratio of figures
 measured in the same run. Usage: python -m bench.grpc [--rounds 3] [--duration 10]"""
 
@@ -126,13 +127,15 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[match.group(2)]
 
 
-def ferry_failures(address: str, model: str) -> int:
-    """Requests the server has answered with an error so far (its statistics)."""
-    with grpc.insecure_channel(address) as channel:
-        stats = pb_grpc.GRPCInferenceServiceStub(channel).ModelStatistics(
-            pb.ModelStatisticsRequest(name=model), timeout=30
-        )
-    return sum(s.inference_stats.fail.count for s in stats.model_stats)
+def ferry_failures(base_url: str, model: str) -> int:
+    """Requests of ``model`` the server has answered with an error so far, from /metrics.
+    499s are left out: h2load cancels the calls still in flight when its time is up."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    pattern = re.compile(rf'^ferry_requests_total{{code="(\d+)",model="{model}",[^}}]*}} ([\d.e+]+)$', re.M)
+    return sum(int(float(n)) for code, n in pattern.findall(text) if code not in ("200", "499"))
 
 
 def ceiling(layout: Layout, model: str, seconds: float) -> float:
@@ -169,9 +172,10 @@ def run_ferry(layout: Layout, bodies: dict[str, Path], args: argparse.Namespace,
             for model in MODELS:
                 expected = scenarios["mlp-json" if model == "mlp" else "cnn-json"].expected
                 check_grpc(address, model, sample_inputs()[model], expected)
-                before = ferry_failures(address, model)
+                base_url = f"http://127.0.0.1:{http_port}"
+                before = ferry_failures(base_url, model)
                 load, _ = h2load(address, bodies[model], args.duration, args.warmup)
-                errors = load.failed + ferry_failures(address, model) - before
+                errors = load.failed + ferry_failures(base_url, model) - before
                 rows.append({"round": round_no, "server": "ferry", "scenario": f"{model}-grpc",
                              "requests_per_s": load.requests_per_s, "mean_ms": load.mean_ms,
                              "errors": errors})  # fmt: skip
@@ -201,6 +205,34 @@ def run_mlserver(layout: Layout, bodies: dict[str, Path], args: argparse.Namespa
             stop_tree(proc)
 
 
+def run_noop(layout: Layout, bodies: dict[str, Path], args: argparse.Namespace, rows: list[dict[str, object]],
+             round_no: int) -> None:  # fmt: skip
+    """The no-op grpc.aio servicer (bench/grpc_noop.py): the ceiling of grpcio's server."""
+    (port,) = free_ports(1)
+    address = f"127.0.0.1:{port}"
+    command = [str(ROOT / ".venv" / "bin" / "python"), "-m", "bench.grpc_noop", str(port)]
+    with (args.out / f"noop-round{round_no}.log").open("wb") as log:
+        proc = start(command, ROOT, None, log)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    with grpc.insecure_channel(address) as channel:
+                        pb_grpc.GRPCInferenceServiceStub(channel).ServerReady(pb.ServerReadyRequest(), timeout=1)
+                    break
+                except grpc.RpcError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise
+                    time.sleep(0.1)
+            load, _ = h2load(address, bodies["mlp"], args.duration, args.warmup)
+            rows.append({"round": round_no, "server": "grpc.aio no-op", "scenario": "mlp-grpc",
+                         "requests_per_s": load.requests_per_s, "mean_ms": load.mean_ms,
+                         "errors": load.failed})  # fmt: skip
+            say(f"  grpc.aio no-op servicer: {load.requests_per_s:,.0f} req/s, mean {load.mean_ms:.2f} ms")
+        finally:
+            stop_tree(proc)
+
+
 def figure(rows: list[dict[str, object]], server: str, scenario: str) -> float | None:
     values = [float(r["requests_per_s"]) for r in rows if r["server"] == server and r["scenario"] == scenario]  # type: ignore[arg-type]
     return median(values) if values else None
@@ -211,6 +243,7 @@ def report(rows: list[dict[str, object]], ceilings: dict[str, list[float]], args
     mlp, cnn = figure(rows, "ferry", "mlp-grpc"), figure(rows, "ferry", "cnn-grpc")
     peer = figure(rows, "mlserver", "mlp-grpc")
     cnn_ceiling = median(ceilings["cnn"]) if ceilings["cnn"] else None
+    noop = figure(rows, "grpc.aio no-op", "mlp-grpc")
     errors = sum(int(r["errors"]) for r in rows if r["server"] == "ferry")  # type: ignore[call-overload]
 
     def ratio(a: float | None, b: float | None) -> str:
@@ -234,6 +267,9 @@ def report(rows: list[dict[str, object]], ceilings: dict[str, list[float]], args
         f"{cnn_ceiling or 0:,.0f} ({ratio(cnn, cnn_ceiling)}) | {verdict(cnn, cnn_ceiling, 0.85)} |",
         f"| MLP, one row: Ferry gRPC >= 2x MLServer gRPC | {mlp or 0:,.0f} vs {peer or 0:,.0f} "
         f"({ratio(mlp, peer)}) | {verdict(mlp, peer, 2.0)} |",
+        f"| (why the first target is out of reach) a grpc.aio servicer that does nothing vs Ferry REST JSON | "
+        f"{noop or 0:,.0f} vs {rest or 0:,.0f} ({ratio(noop, rest)}); Ferry gRPC is at {ratio(mlp, noop)} of the no-op "
+        f"| info |",
         f"| Ferry: zero errors (h2load failures + failures in Ferry's statistics) | "
         f"{errors} | {'PASS' if errors == 0 else 'FAIL'} |",
         "",
@@ -279,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         ceilings["cnn"].append(ceiling(layout, "cnn", args.ceiling_seconds))
         say(f"  ceiling cnn: {ceilings['cnn'][-1]:,.0f} rows/s")
         run_ferry(layout, bodies, args, rows, round_no)
+        run_noop(layout, bodies, args, rows, round_no)
         if not args.no_mlserver:
             run_mlserver(layout, bodies, args, rows, round_no)
     text = report(rows, ceilings, args)
