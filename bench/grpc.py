@@ -30,6 +30,7 @@ from bench.ceiling import BATCH_SIZES
 from bench.machine import describe
 from bench.models import build_cnn, build_mlp
 from bench.procs import stop_tree
+from bench.run import measure_ceiling
 from bench.scenarios import build_scenarios, sample_inputs, verify
 from bench.servers import (
     MODELS,
@@ -136,17 +137,6 @@ def ferry_failures(base_url: str, model: str) -> int:
         text = response.read().decode()
     pattern = re.compile(rf'^ferry_requests_total{{code="(\d+)",model="{model}",[^}}]*}} ([\d.e+]+)$', re.M)
     return sum(int(float(n)) for code, n in pattern.findall(text) if code not in ("200", "499"))
-
-
-def ceiling(layout: Layout, model: str, seconds: float) -> float:
-    command = [
-        str(ROOT / ".venv" / "bin" / "python"), "-m", "bench.ceiling",
-        "--model", str(layout.model_repo / model / "1" / "model.onnx"),
-        "--sample", str(layout.work / f"{model}-sample.npy"),
-        "--threads", str(ORT_THREADS[model]), "--seconds", str(seconds),
-    ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, check=True)
-    return max(json.loads(done.stdout).values())
 
 
 def run_ferry(layout: Layout, bodies: dict[str, Path], args: argparse.Namespace, rows: list[dict[str, object]],
@@ -312,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     ceilings: dict[str, list[float]] = {"cnn": []}
     for round_no in range(1, args.rounds + 1):
         say(f"Round {round_no}/{args.rounds}")
-        ceilings["cnn"].append(ceiling(layout, "cnn", args.ceiling_seconds))
+        ceilings["cnn"].append(max(measure_ceiling(layout, "cnn", args.ceiling_seconds).values()))
         say(f"  ceiling cnn: {ceilings['cnn'][-1]:,.0f} rows/s")
         run_ferry(layout, bodies, args, rows, round_no)
         run_noop(layout, bodies, args, rows, round_no)
