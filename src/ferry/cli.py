@@ -42,6 +42,23 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--data-dir", type=Path, default=None, help="registry and artifacts (default ./ferry-data; FERRY_DATA_DIR)"
     )
+    server.add_argument(
+        "--trust-model",
+        dest="trusted_models",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="load this model's pickle/joblib uploads and any type in its .skops files: they can run "
+        "code on this server, so only for models whose uploaders you trust as you trust yourself (repeatable)",
+    )
+    server.add_argument(
+        "--trust-type",
+        dest="trusted_types",
+        action="append",
+        default=None,
+        metavar="TYPE",
+        help="a type every model's .skops files may contain beyond skops' defaults, e.g. numpy.float64 (repeatable)",
+    )
     _server_options(server)
     _client_commands(commands)
     return parser
@@ -257,6 +274,8 @@ def _settings(args: argparse.Namespace) -> Settings:
             "ssl_keyfile": args.ssl_keyfile,
             "cors_origins": args.cors_origins,
             "data_dir": getattr(args, "data_dir", None),
+            "trusted_models": getattr(args, "trusted_models", None),
+            "trusted_types": getattr(args, "trusted_types", None),
         }.items()
         if value is not None
     }

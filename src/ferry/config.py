@@ -130,6 +130,11 @@ class ModelConfig(BaseModel):
     playground: PlaygroundConfig = Field(default_factory=PlaygroundConfig)
 
 
+# Keys that let a file run code as it loads: the operator's to set, never an upload's
+# (ferry.trust).
+TRUST_KEYS = ("trusted", "trusted_types")
+
+
 def load_config(path: Path) -> ModelConfig:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -167,6 +172,14 @@ def parse_uploaded_config(text: str) -> dict[str, object]:
         raise ConfigError(
             "config.yaml: only text, finite numbers, true/false, null, lists and mappings are allowed"
         ) from None
+    widening = [key for key in TRUST_KEYS if key in raw]
+    if widening:
+        # Trust is the operator's decision (ferry.trust), never the uploader's own claim.
+        raise ConfigError(
+            f"config.yaml: {' and '.join(widening)} cannot be set by an upload: loading a pickle or an "
+            "untrusted .skops type runs code on the server, so only its operator can allow it "
+            "(ferry server --trust-model NAME or --trust-type TYPE)"
+        )
     config = parse_config(raw, "config.yaml")
     if any(isinstance(step.labels, str) for step in config.postprocess):
         raise ConfigError(

@@ -19,12 +19,13 @@ from ferry.errors import Conflict, InvalidInput
 from ferry.pipeline import build_pipeline
 from ferry.registry import Registry, Version, VersionState
 from ferry.sources import RUNTIME_BY_SUFFIX, ModelSource, VersionSource
+from ferry.trust import TrustPolicy
 from ferry.warmup import build_runtimes, load_failure
 
 log = logging.getLogger("ferry.registry")
 
 # Uploads that would run code from the file as it loads are refused outright; pickles
-# are accepted but fail validation unless a config marks them trusted.
+# are accepted but fail validation unless the server trusts the model (ferry.trust).
 UPLOAD_SUFFIXES = sorted(suffix for suffix in RUNTIME_BY_SUFFIX if suffix != ".py")
 
 
@@ -45,11 +46,19 @@ class ServingPlan:
 
 
 class RegistrySource:
-    def __init__(self, registry: Registry, store: ArtifactStore, data_dir: Path, poll_interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        store: ArtifactStore,
+        data_dir: Path,
+        poll_interval_s: float = 1.0,
+        trust: TrustPolicy | None = None,
+    ) -> None:
         self.registry = registry
         self.store = store
         self.serving_dir = Path(data_dir) / "serving"
         self.poll_interval_s = poll_interval_s
+        self.trust = trust or TrustPolicy()
 
     def revision(self) -> int:
         return self.registry.revision()
@@ -98,7 +107,10 @@ class RegistrySource:
                 with self.store.open(version.artifact_digest) as src, temp.open("wb") as dst:
                     shutil.copyfileobj(src, dst)
             os.replace(temp, path)
-        config = ModelConfig.model_validate(version.config) if version.config else ModelConfig()
+        stored = ModelConfig.model_validate(version.config) if version.config else ModelConfig()
+        # Whatever a stored config says about trust (older releases let uploads set it),
+        # the server's policy decides.
+        config = self.trust.apply(version.model, stored)
         source = ModelSource(version.model, [VersionSource(version.number, path)], config)
         return source, source.versions[0]
 

@@ -114,13 +114,17 @@ def open_registry(settings: Settings, engine: Engine) -> RegistrySource:
     from ferry.artifacts import LocalArtifactStore
     from ferry.registry import Registry, cleanup
     from ferry.registry_source import RegistrySource
+    from ferry.trust import TrustPolicy
 
     data_dir = settings.data_dir
     registry = Registry.from_engine(engine)
     store = LocalArtifactStore(data_dir / "artifacts")
     cleanup(registry, store, older_than_s=settings.cleanup_grace_s)
     logging.getLogger("ferry").info("registry %s, data in %s", engine.url.render_as_string(), data_dir.resolve())
-    return RegistrySource(registry, store, data_dir, settings.poll_interval_s)
+    trust = TrustPolicy.of(settings.trusted_models, settings.trusted_types)
+    if trust.describe():
+        logging.getLogger("ferry").warning("trusting code in uploads: %s", trust.describe())
+    return RegistrySource(registry, store, data_dir, settings.poll_interval_s, trust)
 
 
 def authenticator(settings: Settings, open_store: Callable[[], KeyStore]) -> Authenticator:

@@ -67,4 +67,13 @@ class Settings(BaseSettings):
         description="At start-up, uploads younger than this are left alone: another server "
         "process on the same registry may still be validating them.",
     )
+    trusted_models: list[str] = Field(
+        default_factory=list,
+        description='Models whose uploads may be pickles/joblib or hold any .skops type, as a JSON list: ["fraud"]. '
+        "Loading them can run code: an operator's decision, never an uploader's.",
+    )
+    trusted_types: list[str] = Field(
+        default_factory=list,
+        description="Types every model's .skops uploads may hold beyond skops' defaults: [\"numpy.float64\"].",
+    )
     poll_interval_s: float = Field(1.0, gt=0, description="How often to look for registry changes.")

@@ -317,3 +317,15 @@ def test_json_output_is_the_server_answer(capsys: pytest.CaptureFixture[str]) ->
     assert json.loads(capsys.readouterr().out) == [MODEL]
     client._print(parse("models"), [MODEL], "table")
     assert capsys.readouterr().out == "table\n"
+
+
+def test_trust_is_given_on_ferry_servers_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ferry.cli import _settings
+
+    monkeypatch.setenv("FERRY_LOG_FORMAT", "console")
+    args = parse("server", "--trust-model", "fraud", "--trust-model", "risk", "--trust-type", "numpy.float64")
+    settings = _settings(args)
+    assert settings.trusted_models == ["fraud", "risk"] and settings.trusted_types == ["numpy.float64"]
+    assert _settings(parse("server")).trusted_models == []
+    monkeypatch.setenv("FERRY_TRUSTED_MODELS", '["fraud"]')
+    assert _settings(parse("server")).trusted_models == ["fraud"]

@@ -1,5 +1,6 @@
 """scikit-learn estimators. ``.skops`` files load without running code from the file;
-pickle and joblib files can run anything when loaded, so they need ``trusted: true``."""
+pickle and joblib files can run anything when loaded, so they need the operator's trust
+(``trusted: true`` in config.yaml on the server's disk, or ``ferry server --trust-model``)."""
 
 from __future__ import annotations
 
@@ -62,8 +63,8 @@ def _load_skops(path: Path, config: ModelConfig) -> Any:
     if refused and not config.trusted:
         raise ConfigError(
             f"{path.name} contains types that skops does not trust by default: "
-            f"{', '.join(refused)}. If you trust this file, list them under trusted_types "
-            "in config.yaml (or set trusted: true)."
+            f"{', '.join(refused)}. If you trust this file, its server's operator can allow them: "
+            "trusted_types in the model's config.yaml for ferry serve, --trust-type TYPE for ferry server."
         )
     try:
         return sio.load(path, trusted=untrusted)
@@ -75,12 +76,13 @@ def _load_pickle(path: Path, config: ModelConfig) -> Any:
     if not config.trusted:
         raise ConfigError(
             f"refusing to load {path.name}: pickle and joblib files run arbitrary code when "
-            "loaded. Save the model with skops (.skops) instead, or, if you trust this file, "
-            "set trusted: true in the model's config.yaml."
+            "loaded. Save the model with skops (.skops) instead, or, if you trust this file, its "
+            "server's operator can allow it: trusted: true in the model's config.yaml for ferry serve, "
+            "--trust-model NAME for ferry server."
         )
     import joblib
 
-    log.warning("loading %s with joblib because config.yaml says trusted: true", path.name)
+    log.warning("loading %s with joblib: the operator trusts this model", path.name)
     try:
         return joblib.load(path)
     except Exception as exc:
