@@ -3,6 +3,7 @@ its bundled data sets, TorchScript/torch.export modules and Python models."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +191,52 @@ def png(colour: tuple[int, int, int], size: tuple[int, int] = (20, 12), mode: st
     buffer = io.BytesIO()
     Image.new(mode, size, colour if mode == "RGB" else colour[0]).save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+def skops_zip_bomb(path: Path, elements: int = 200_000_000) -> Path:
+    """A valid .skops logistic regression whose coefficients, a few MB compressed,
+    decompress to ``elements`` float64 zeros (1.6 GB by default). Written in chunks:
+    building it needs no such memory."""
+    import zipfile
+
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression().fit(np.eye(4), [0, 1, 0, 1])
+    small = path.with_suffix(".small")
+    sio.dump(model, small)
+    chunk = np.zeros(1 << 22)
+    with zipfile.ZipFile(small) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bomb:
+        for item in source.infolist():
+            data = source.read(item)
+            if not item.filename.endswith(".npy") or np.load(io.BytesIO(data)).shape != (1, 4):
+                bomb.writestr(item, data)
+                continue
+            with bomb.open(item.filename, "w", force_zip64=True) as npy:  # the coefficients
+                np.lib.format.write_array_header_1_0(
+                    npy, {"descr": "<f8", "fortran_order": False, "shape": (1, elements)}
+                )
+                for start in range(0, elements, chunk.size):
+                    npy.write(chunk[: min(chunk.size, elements - start)].tobytes())
+    small.unlink()
+    return path
+
+
+def memory_bomb_onnx(path: Path, elements: tuple[int, ...] = (1024, 1024, 1024)) -> Path:
+    """A 200-byte graph that fills a tensor of ``elements`` float32 ones (4 GiB by
+    default) and sums it: y = x + sum."""
+    shape = helper.make_tensor("shape", TensorProto.INT64, [len(elements)], list(elements))
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    nodes = [
+        helper.make_node("ConstantOfShape", ["shape"], ["big"], value=one),
+        helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+        helper.make_node("Add", ["x", "total"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "bomb",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        initializer=[shape],
+    )
+    return _save(graph, path)

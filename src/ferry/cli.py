@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="TYPE",
         help="a type every model's .skops files may contain beyond skops' defaults, e.g. numpy.float64 (repeatable)",
     )
+    server.add_argument(
+        "--validation-memory-mb",
+        type=int,
+        default=None,
+        metavar="MB",
+        help="memory an upload's validation may use, plus 4x the file's size (default 2048)",
+    )
     _server_options(server)
     _client_commands(commands)
     return parser
@@ -276,6 +283,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             "data_dir": getattr(args, "data_dir", None),
             "trusted_models": getattr(args, "trusted_models", None),
             "trusted_types": getattr(args, "trusted_types", None),
+            "validation_memory_mb": getattr(args, "validation_memory_mb", None),
         }.items()
         if value is not None
     }

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ferry import sandbox
 from ferry.artifacts import ArtifactStore
 from ferry.config import ModelConfig
 from ferry.errors import Conflict, InvalidInput
@@ -27,6 +28,9 @@ log = logging.getLogger("ferry.registry")
 # Uploads that would run code from the file as it loads are refused outright; pickles
 # are accepted but fail validation unless the server trusts the model (ferry.trust).
 UPLOAD_SUFFIXES = sorted(suffix for suffix in RUNTIME_BY_SUFFIX if suffix != ".py")
+
+
+DEFAULT_VALIDATION_LIMITS = sandbox.Limits(memory_bytes=2 * 2**30, cpu_seconds=300, timeout_s=600)
 
 
 @dataclass(frozen=True)
@@ -53,12 +57,14 @@ class RegistrySource:
         data_dir: Path,
         poll_interval_s: float = 1.0,
         trust: TrustPolicy | None = None,
+        limits: sandbox.Limits = DEFAULT_VALIDATION_LIMITS,
     ) -> None:
         self.registry = registry
         self.store = store
         self.serving_dir = Path(data_dir) / "serving"
         self.poll_interval_s = poll_interval_s
         self.trust = trust or TrustPolicy()
+        self.limits = limits
 
     def revision(self) -> int:
         return self.registry.revision()
@@ -156,7 +162,7 @@ class RegistrySource:
         try:
             signature, warmup_ms = await asyncio.to_thread(self._validate, version)
         except Exception as exc:
-            reason = self.public(load_failure(exc))
+            reason = self.public(str(exc) if isinstance(exc, sandbox.SandboxFailure) else load_failure(exc))
             log.warning("%s version %d failed validation: %s", model, number, reason)
             return await asyncio.to_thread(self.registry.set_version_state, model, number, VersionState.FAILED, reason)
         return await asyncio.to_thread(
@@ -174,17 +180,35 @@ class RegistrySource:
         return configs[-1] if configs else None
 
     def _validate(self, version: Version) -> tuple[dict[str, list[dict[str, object]]], float]:
+        """Load and warm up in a limited child process (ferry.sandbox): the upload is
+        untrusted, and a bomb must fail its version, not the server."""
         source, version_source = self.materialise(version)
-        runtimes, warmup_ms = build_runtimes(source.runtime_for(version_source), version_source.path, source.config)
-        try:
-            signature = runtimes[0].signature
-            # The config's pre- and post-processing must fit the model (labels per class,
-            # image inputs): else the version would be "ready" and fail every request.
-            build_pipeline(source.config, signature, getattr(runtimes[0], "hooks", None))
-            return {
-                "inputs": [spec.to_json() for spec in signature.inputs],
-                "outputs": [spec.to_json() for spec in signature.outputs],
-            }, warmup_ms
-        finally:
-            for runtime in runtimes:
-                runtime.close()
+        runtime = source.runtime_for(version_source)
+        memory = self.limits.memory_bytes + ARTIFACT_MEMORY_FACTOR * version.artifact_size
+        limits = sandbox.Limits(memory, self.limits.cpu_seconds, self.limits.timeout_s)
+        return sandbox.run(check_artifact, (runtime, version_source.path, source.config), limits)
+
+
+# A model takes a few times its file's size once loaded (weights, copies while parsing):
+# validation may use the configured memory plus this many times the artifact's size.
+ARTIFACT_MEMORY_FACTOR = 4
+
+
+def check_artifact(
+    runtime_name: str, path: Path, config: ModelConfig
+) -> tuple[dict[str, list[dict[str, object]]], float]:
+    """Load, read the signature, build the config's pipeline and warm up: what makes a
+    version ``ready``. Runs in the validation child process."""
+    runtimes, warmup_ms = build_runtimes(runtime_name, path, config)
+    try:
+        signature = runtimes[0].signature
+        # The config's pre- and post-processing must fit the model (labels per class,
+        # image inputs): else the version would be "ready" and fail every request.
+        build_pipeline(config, signature, getattr(runtimes[0], "hooks", None))
+        return {
+            "inputs": [spec.to_json() for spec in signature.inputs],
+            "outputs": [spec.to_json() for spec in signature.outputs],
+        }, warmup_ms
+    finally:
+        for runtime in runtimes:
+            runtime.close()

@@ -114,6 +114,7 @@ def open_registry(settings: Settings, engine: Engine) -> RegistrySource:
     from ferry.artifacts import LocalArtifactStore
     from ferry.registry import Registry, cleanup
     from ferry.registry_source import RegistrySource
+    from ferry.sandbox import Limits
     from ferry.trust import TrustPolicy
 
     data_dir = settings.data_dir
@@ -124,7 +125,8 @@ def open_registry(settings: Settings, engine: Engine) -> RegistrySource:
     trust = TrustPolicy.of(settings.trusted_models, settings.trusted_types)
     if trust.describe():
         logging.getLogger("ferry").warning("trusting code in uploads: %s", trust.describe())
-    return RegistrySource(registry, store, data_dir, settings.poll_interval_s, trust)
+    limits = Limits(settings.validation_memory_mb * 2**20, settings.validation_cpu_s, settings.validation_timeout_s)
+    return RegistrySource(registry, store, data_dir, settings.poll_interval_s, trust, limits)
 
 
 def authenticator(settings: Settings, open_store: Callable[[], KeyStore]) -> Authenticator:

@@ -76,4 +76,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Types every model's .skops uploads may hold beyond skops' defaults: [\"numpy.float64\"].",
     )
+    validation_memory_mb: int = Field(
+        2048,
+        ge=256,
+        description="Memory an upload's validation (load, warm-up) may use, in a child process, "
+        "plus 4 times the file's size; beyond it the version fails.",
+    )
+    validation_cpu_s: int = Field(300, ge=1, description="CPU seconds an upload's validation may use.")
+    validation_timeout_s: float = Field(600.0, gt=0, description="How long an upload's validation may take in all.")
     poll_interval_s: float = Field(1.0, gt=0, description="How often to look for registry changes.")
