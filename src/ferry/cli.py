@@ -328,17 +328,18 @@ def _serve(args: argparse.Namespace) -> int:
         print("ferry: none of the given paths exist", file=sys.stderr)
         return 2
     from ferry.server import serve
-    from ferry.sources import SUFFIXES, discover
+    from ferry.sources import SUFFIXES, DirectorySource
 
     paths = [p for p in args.paths if p.exists()]
-    if not discover(paths):
+    source = DirectorySource(paths)
+    if not source.discover():
         print(
             f"ferry: no model found in {', '.join(map(str, paths))}: serve a model file "
             f"({', '.join(SUFFIXES)}) or a repository laid out as <repo>/<name>/<version>/model.<ext>",
             file=sys.stderr,
         )
         return 2
-    serve(paths, settings)
+    serve(source, settings)
     return 0
 
 

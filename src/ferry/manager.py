@@ -18,13 +18,13 @@ from ferry.pipeline import Pipeline, build_pipeline
 from ferry.routing import Routes
 from ferry.shadow import Shadow, ShadowRecord, ShadowTable
 from ferry.signature import Signature
-from ferry.sources import ModelSource, VersionSource, discover
+from ferry.sources import DirectorySource, ModelSource, ServingPlan, Source, VersionSource
 from ferry.stats import ModelStats
-from ferry.warmup import build_runtimes, load_failure, public_reason
+from ferry.warmup import build_runtimes, load_failure
 
 if TYPE_CHECKING:
     from ferry.metrics import Metrics, VersionGauges
-    from ferry.registry_source import RegistrySource, ServingPlan
+    from ferry.registry_source import RegistrySource
 
 log = logging.getLogger("ferry.manager")
 
@@ -80,13 +80,18 @@ class _Model:
 
 class ModelManager:
     def __init__(
-        self, paths: list[Path], registry: RegistrySource | None = None, metrics: Metrics | None = None
+        self,
+        paths: list[Path] | DirectorySource,
+        registry: RegistrySource | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """Models from ``paths`` on disk (``ferry serve``), or from ``registry``
-        (``ferry server``), reconciled by ``sync``. Loads, unloads and each loaded
-        version's requests are reported to ``metrics`` (none: not measured)."""
-        self._paths = paths
+        (``ferry server``): either way a ``Source`` whose plan ``_reconcile`` follows.
+        Loads, unloads and each loaded version's requests are reported to ``metrics``
+        (none: not measured)."""
         self.registry = registry
+        directory = paths if isinstance(paths, DirectorySource) else DirectorySource(paths)
+        self.source: Source = registry if registry is not None else directory
         self.metrics: Metrics | None = None
         if metrics is not None:
             self.report_to(metrics)
@@ -133,22 +138,15 @@ class ModelManager:
         return gauges
 
     async def load_all(self) -> None:
-        """Load every model found at start-up; a model that fails is marked
+        """Load every model the source has at start-up; a model that fails is marked
         UNAVAILABLE with its reason and the others still load."""
-        if self.registry is not None:
-            await self.sync()
-            self._poller = asyncio.create_task(self._poll(self.registry.poll_interval_s))
-            self._loaded()
-            return
         try:
-            sources = await asyncio.to_thread(discover, self._paths)
+            await self.sync()
         except OSError as exc:
             log.error("cannot read the model paths: %s", exc)
             raise
-        for source in sources.values():
-            self._models.setdefault(source.name, _Model())
-        # Concurrently, so a model whose library is slow to import delays only itself.
-        await asyncio.gather(*(self._load_source(source) for source in sources.values()))
+        if self.source.poll_interval_s is not None:
+            self._poller = asyncio.create_task(self._poll(self.source.poll_interval_s))
         self._loaded()
 
     def _loaded(self) -> None:
@@ -159,22 +157,19 @@ class ModelManager:
         log.info("ready: %d model(s) loaded", sum(1 for m in self._models.values() if m.versions))
 
     async def load(self, name: str) -> None:
-        """(Re)load one model from disk. New versions are warm before they take traffic;
-        replaced versions finish their queued requests before they are released."""
-        if self.registry is not None:
-            await self.sync()
-            if name not in self._models:
-                raise NotFound(f"no model named {name!r} in the registry")
-            self._models[name].unloaded = False
-            return
-        source = (await asyncio.to_thread(discover, self._paths)).get(name)
-        if source is None:
-            raise NotFound(f"no model named {name!r} in the model repository")
-        self._models.setdefault(name, _Model())
-        await self._load_source(source)
+        """(Re)load one model: from disk its files as they are now, from the registry
+        what its plan says. New versions are warm before they take traffic; replaced
+        versions finish their queued requests before they are released."""
+        plan = (await asyncio.to_thread(self.source.plan)).get(name)
+        if plan is None:
+            where = "registry" if self.registry is not None else "model repository"
+            raise NotFound(f"no model named {name!r} in the {where}")
+        await self._reconcile(name, plan, reload=self.source.reloads)
         model = self._models[name]
         if model.error:
             raise InvalidInput(f"model {name!r} failed to load: {model.error}")
+        if self.registry is not None:
+            return  # a version failing to load is the registry's state, not this call's
         # A failed reload is an error too, though the old version keeps serving: the
         # client asked for the files now on disk and must not think they are live.
         failed = [(v, s) for v, s in model.states.items() if s.state != READY or s.reason]
@@ -293,60 +288,74 @@ class ModelManager:
             await asyncio.gather(self._poller, return_exceptions=True)
         await self._drain(self.loaded(), timeout_s)
 
-    # -- the registry (ferry server) ---------------------------------------------------
+    # -- reconciling with the source --------------------------------------------------
 
     async def sync(self) -> None:
-        """Reconcile with the registry: load and warm the versions the stages and traffic
-        now need, swap the routes (one assignment per model), then drain and unload the
-        versions no longer needed."""
-        if self.registry is None:
-            return
-        registry = self.registry
+        """Reconcile every model with the source's plan: load and warm the versions it
+        now needs, swap the routes (one assignment per model), then drain and unload the
+        versions no longer needed. Versions already loaded are kept as they are."""
         async with self._sync_lock:
             # The revision first: a change made while we read the plan is seen next time.
-            revision = await asyncio.to_thread(registry.revision)
-            plans = await asyncio.to_thread(registry.plan)
-            await asyncio.gather(*(self._sync_model(name, plan) for name, plan in plans.items()))
+            revision = await asyncio.to_thread(self.source.revision)
+            plans = await asyncio.to_thread(self.source.plan)
+            for name in plans:
+                self._models.setdefault(name, _Model())
+            # Concurrently, so a model whose library is slow to import delays only itself.
+            await asyncio.gather(*(self._reconcile(name, plan) for name, plan in plans.items()))
             self._revision = revision
 
     async def _poll(self, interval_s: float) -> None:
         """Follow changes made through other server processes on the same registry."""
-        assert self.registry is not None
         while True:
             await asyncio.sleep(interval_s)
             try:
-                if await asyncio.to_thread(self.registry.revision) != self._revision:
+                if await asyncio.to_thread(self.source.revision) != self._revision:
                     await self.sync()
             except Exception:
                 log.exception("cannot sync with the registry; retrying")
 
-    async def _sync_model(self, name: str, plan: ServingPlan) -> None:
-        assert self.registry is not None
-        registry = self.registry
+    async def _reconcile(self, name: str, plan: ServingPlan, reload: bool = False) -> None:
+        """Make ``name`` serve what ``plan`` says. ``reload``: load the versions already
+        loaded again too (their files changed); if that fails, the loaded one keeps
+        serving, marked with the reason."""
+        source = self.source
         model = self._models.setdefault(name, _Model())
         async with model.lock:
+            model.error = plan.error
+            if plan.error:  # e.g. a broken config.yaml: what was loaded keeps serving
+                log.error("model %s cannot be loaded: %s", name, plan.error)
+                return
             current = self._loaded_versions(name, model)
-            fresh = {key: v for key, v in current.items() if key in plan.versions}
+            fresh = {key: v for key, v in current.items() if key in plan.versions and not reload}
             new = [key for key in plan.versions if key not in fresh]
             for key in new:
                 model.states[key] = VersionState(LOADING)
 
             async def load(key: str) -> LoadedVersion:
-                source, version = await asyncio.to_thread(registry.materialise, plan.versions[key])
-                return await self._load_version(source, version)
+                model_source, version = await asyncio.to_thread(source.materialise, plan.versions[key])
+                paths[key] = version.path
+                return await self._load_version(model_source, version)
 
+            paths: dict[str, Path] = {}
             results = await asyncio.gather(*(load(key) for key in new), return_exceptions=True)
             for key, result in zip(new, results, strict=True):
                 if isinstance(result, LoadedVersion):
                     fresh[key] = result
                     model.states[key] = VersionState(READY)
                 elif isinstance(result, Exception):
-                    reason = registry.public(load_failure(result))
+                    # Anything, even a bug in a model's own __init__, must fail only this
+                    # version: an escaped exception would leave the server never ready.
+                    reason = load_failure(result)
                     log.error("model %s version %s failed to load: %s", name, key, reason)
-                    model.states[key] = VersionState(UNAVAILABLE, reason)
+                    reason = source.public(reason, paths.get(key, Path(name)))
+                    if key in current:  # a failed reload keeps serving what already worked
+                        fresh[key] = current[key]
+                        model.states[key] = VersionState(READY, f"reload failed: {reason}")
+                    else:
+                        model.states[key] = VersionState(UNAVAILABLE, reason)
                 else:
                     raise result
-            replaced = [v for key, v in current.items() if key not in fresh]
+            replaced = [v for key, v in current.items() if fresh.get(key) is not v]
             # Routes and shadow swap together: no await between them.
             model.serve({k: v for k, v in fresh.items() if k not in plan.shadow_only}, plan.default, plan.weights)
             self._shadows.point(name, fresh.get(plan.shadow) if plan.shadow else None, plan.shadow_percent)
@@ -361,8 +370,9 @@ class ModelManager:
                     del model.states[key]
         await self._drain(replaced)
         for gone in replaced:
-            await asyncio.to_thread(registry.release, name, int(gone.version))
-            log.info("unloaded %s version %s", name, gone.version)
+            await asyncio.to_thread(source.release, name, int(gone.version))
+            if gone.version not in fresh:
+                log.info("unloaded %s version %s", name, gone.version)
 
     async def _drain(self, versions: list[LoadedVersion], timeout_s: float | None = None) -> None:
         await asyncio.gather(*(v.batcher.drain(timeout_s) for v in versions))
@@ -385,40 +395,6 @@ class ModelManager:
             return model.error
         reasons = [f"version {v} {s.state.lower()}: {s.reason}".rstrip(": ") for v, s in model.states.items()]
         return "; ".join(reasons) or "not loaded"
-
-    async def _load_source(self, source: ModelSource) -> None:
-        model = self._models[source.name]
-        async with model.lock:
-            model.error = source.error
-            if source.error:
-                log.error("model %s cannot be loaded: %s", source.name, source.error)
-                return
-            fresh: dict[str, LoadedVersion] = {}
-            for version in source.versions:
-                key = str(version.version)
-                model.states[key] = VersionState(LOADING)
-                try:
-                    fresh[key] = await self._load_version(source, version)
-                    model.states[key] = VersionState(READY)
-                except Exception as exc:
-                    # Anything, even a bug in a model's own __init__, must fail only this
-                    # version: an escaped exception would leave the server never ready.
-                    reason = load_failure(exc)
-                    log.error("model %s version %s failed to load: %s", source.name, key, reason)
-                    reason = public_reason(reason, version.path, self._paths)
-                    if key in model.versions:
-                        # A failed reload keeps serving what already worked.
-                        fresh[key] = model.versions[key]
-                        model.states[key] = VersionState(READY, f"reload failed: {reason}")
-                    else:
-                        model.states[key] = VersionState(UNAVAILABLE, reason)
-            replaced = [v for v in model.versions.values() if all(v is not f for f in fresh.values())]
-            model.serve(fresh)
-            model.unloaded = False
-            for key in list(model.states):
-                if key not in {str(v.version) for v in source.versions}:
-                    del model.states[key]
-        await self._drain(replaced)
 
     async def _load_version(self, source: ModelSource, version: VersionSource) -> LoadedVersion:
         started = time.perf_counter()

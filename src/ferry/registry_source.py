@@ -9,7 +9,6 @@ import contextlib
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -19,7 +18,7 @@ from ferry.config import ModelConfig
 from ferry.errors import Conflict, InvalidInput
 from ferry.pipeline import build_pipeline
 from ferry.registry import Registry, Version, VersionState
-from ferry.sources import RUNTIME_BY_SUFFIX, ModelSource, VersionSource
+from ferry.sources import RUNTIME_BY_SUFFIX, ModelSource, ServingPlan, VersionSource
 from ferry.trust import TrustPolicy
 from ferry.warmup import build_runtimes, load_failure
 
@@ -33,23 +32,11 @@ UPLOAD_SUFFIXES = sorted(suffix for suffix in RUNTIME_BY_SUFFIX if suffix != ".p
 DEFAULT_VALIDATION_LIMITS = sandbox.Limits(memory_bytes=2 * 2**30, cpu_seconds=300, timeout_s=600)
 
 
-@dataclass(frozen=True)
-class ServingPlan:
-    """What one model should serve now: its versions by number (to load), the version
-    for unversioned requests, the traffic split (empty: none set), and the shadow
-    version with the percent of unversioned requests copied to it. A shadow that is not
-    also a stage or weighted is in ``versions`` (it is loaded) and in ``shadow_only``
-    (it never answers clients)."""
-
-    versions: dict[str, Version] = field(default_factory=dict)
-    default: str | None = None
-    weights: dict[str, int] = field(default_factory=dict)
-    shadow: str | None = None
-    shadow_percent: int = 0
-    shadow_only: frozenset[str] = frozenset()
-
-
 class RegistrySource:
+    """``ferry server``: the registry's versions, followed every ``poll_interval_s``."""
+
+    # Artifacts never change: a version loaded once stays loaded until it is not needed.
+    reloads = False
     def __init__(
         self,
         registry: Registry,
@@ -62,7 +49,7 @@ class RegistrySource:
         self.registry = registry
         self.store = store
         self.serving_dir = Path(data_dir) / "serving"
-        self.poll_interval_s = poll_interval_s
+        self.poll_interval_s: float | None = poll_interval_s
         self.trust = trust or TrustPolicy()
         self.limits = limits
 
@@ -123,7 +110,7 @@ class RegistrySource:
     def release(self, model: str, number: int) -> None:
         shutil.rmtree(self.serving_dir / model / str(number), ignore_errors=True)
 
-    def public(self, reason: str) -> str:
+    def public(self, reason: str, path: Path | None = None) -> str:
         """Clients see file names, never the server's paths."""
         for place in sorted({self.serving_dir, self.serving_dir.resolve()}, key=lambda p: -len(str(p))):
             reason = reason.replace(f"{place}{os.sep}", "")

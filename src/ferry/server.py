@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ferry.grpc.server import GrpcServer
     from ferry.registry.keys import KeyStore
     from ferry.registry_source import RegistrySource
+    from ferry.sources import DirectorySource
 
 
 class _Server(uvicorn.Server):
@@ -75,7 +76,7 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def serve(paths: list[Path], settings: Settings) -> None:
+def serve(paths: list[Path] | DirectorySource, settings: Settings) -> None:
     """``ferry serve``: the models at ``paths``, held in memory. API keys and the audit
     trail live in the database of the data directory (opened only when keys are on)."""
     auth = authenticator(settings, lambda: open_keys(settings)) if settings.auth else None

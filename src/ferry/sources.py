@@ -8,9 +8,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from ferry.config import ModelConfig, load_config
 from ferry.errors import ConfigError
+from ferry.warmup import public_reason
 
 log = logging.getLogger("ferry.sources")
 
@@ -49,6 +51,84 @@ class ModelSource:
 
     def platform_for(self, version: VersionSource) -> str:
         return SUFFIXES[version.path.suffix][1]
+
+
+@dataclass(frozen=True)
+class ServingPlan:
+    """What one model should serve now: its versions by number (each as its source's
+    ``materialise`` takes it), the version for unversioned requests (None: the highest),
+    the traffic split (empty: none set), and the shadow version with the percent of
+    unversioned requests copied to it. A shadow that is not also a stage or weighted is
+    in ``versions`` (it is loaded) and in ``shadow_only`` (it never answers clients).
+    ``error``: why the model cannot be loaded at all (its versions are not touched)."""
+
+    versions: dict[str, Any] = field(default_factory=dict)
+    default: str | None = None
+    weights: dict[str, int] = field(default_factory=dict)
+    shadow: str | None = None
+    shadow_percent: int = 0
+    shadow_only: frozenset[str] = frozenset()
+    error: str | None = None
+
+
+class Source(Protocol):
+    """Where the ModelManager's models come from; it reconciles what it has loaded with
+    ``plan()`` the same way for every source."""
+
+    # Seconds between looks for changes made elsewhere; None: nothing to follow.
+    poll_interval_s: float | None
+    # Whether a load reads versions already loaded again (files on disk change in
+    # place; registry artifacts never do).
+    reloads: bool
+
+    def revision(self) -> int: ...
+
+    def plan(self) -> dict[str, ServingPlan]: ...
+
+    def materialise(self, version: Any) -> tuple[ModelSource, VersionSource]: ...
+
+    def release(self, model: str, number: int) -> None: ...
+
+    def public(self, reason: str, path: Path) -> str: ...
+
+
+class DirectorySource:
+    """``ferry serve``: model files and repositories on the server's own disk. Every
+    version found is served; unversioned requests go to the highest."""
+
+    poll_interval_s: float | None = None
+    reloads = True
+
+    def __init__(self, paths: Iterable[Path]) -> None:
+        self.paths = [Path(p) for p in paths]
+        self._found: dict[str, ModelSource] | None = None
+
+    def discover(self) -> dict[str, ModelSource]:
+        """Look at the paths now (logging what is skipped); the next plan uses this
+        look instead of taking another."""
+        self._found = discover(self.paths)
+        return self._found
+
+    def revision(self) -> int:
+        return 0
+
+    def plan(self) -> dict[str, ServingPlan]:
+        found, self._found = self._found, None
+        if found is None:
+            found = discover(self.paths)
+        return {
+            name: ServingPlan({str(v.version): (source, v) for v in source.versions}, error=source.error)
+            for name, source in found.items()
+        }
+
+    def materialise(self, version: tuple[ModelSource, VersionSource]) -> tuple[ModelSource, VersionSource]:
+        return version
+
+    def release(self, model: str, number: int) -> None:
+        """Nothing to release: the files are the operator's."""
+
+    def public(self, reason: str, path: Path) -> str:
+        return public_reason(reason, path, self.paths)
 
 
 def discover(paths: Iterable[Path]) -> dict[str, ModelSource]:

@@ -204,3 +204,23 @@ def test_model_source_defaults() -> None:
     assert source.versions == []
     assert source.error is None
     assert source.config.max_batch_size == 32
+
+
+def test_a_directory_source_plans_every_version_and_looks_once_per_plan(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ferry.sources import DirectorySource
+
+    _touch(tmp_path / "m" / "1" / "model.onnx")
+    _touch(tmp_path / "m" / "3" / "model.onnx")
+    _touch(tmp_path / "notes.txt")
+    source = DirectorySource([tmp_path])
+    with caplog.at_level(logging.INFO, logger="ferry.sources"):
+        assert list(source.discover()) == ["m"]  # what `ferry serve` checks before starting
+        plan = source.plan()["m"]  # the manager's first plan: the same look, not a second
+        assert sum("notes.txt" in r.getMessage() for r in caplog.records) == 1
+        assert sorted(plan.versions) == ["1", "3"] and plan.default is None and plan.error is None
+        model, version = source.materialise(plan.versions["3"])
+        assert (model.name, version.version) == ("m", 3)
+        source.plan()  # a later plan (a reload) looks at the disk again
+        assert sum("notes.txt" in r.getMessage() for r in caplog.records) == 2

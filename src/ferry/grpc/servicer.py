@@ -174,11 +174,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         async def work(key: ApiKey | None) -> pb.ModelInferResponse:
             return await self._infer(request, info)
 
-        try:
-            return await self._call(context, "ModelInfer", Scope.INFER, request.model_name, work, info, metadata)
-        finally:
-            if self._tracing is not None and info is not None:
-                self._tracing.record(info, f"/{SERVICE}/ModelInfer", _header_pairs(metadata), info.status)
+        return await self._call(context, "ModelInfer", Scope.INFER, request.model_name, work, info, metadata)
 
     async def ModelStreamInfer(
         self, requests: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
@@ -233,9 +229,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             log.exception("unhandled error while serving a streamed inference request")
             return pb.ModelStreamInferResponse(error_message=INTERNAL_ERROR)
         finally:
-            self._log("ModelStreamInfer", name, status, started, metadata, info)
-            if self._tracing is not None and info is not None:
-                self._tracing.record(info, f"/{SERVICE}/ModelStreamInfer", _header_pairs(metadata), status)
+            self._finished("ModelStreamInfer", name, status, started, metadata, info)
 
     async def _infer(self, request: pb.ModelInferRequest, info: RequestInfo | None) -> pb.ModelInferResponse:
         name = request.model_name
@@ -298,11 +292,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR)
             raise
         finally:
-            if info is not None:
-                info.status = status
             if scope in (Scope.DEPLOY, Scope.ADMIN):
                 self._audit(method, model or "", key, status, context)
-            self._log(method, model, status, started, metadata, info)
+            self._finished(method, model, status, started, metadata, info)
             REQUEST_ID.reset(token)
 
     def _audit(
@@ -329,7 +321,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             ),
         )
 
-    def _log(
+    def _finished(
         self,
         method: str,
         model: str | None,
@@ -338,6 +330,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         metadata: Metadata,
         info: RequestInfo | None,
     ) -> None:
+        """What every call and every streamed request leaves behind: its status on the
+        request's info, its span (inference, when traced) and its access log line."""
+        if info is not None:
+            info.status = status
+            if self._tracing is not None:
+                self._tracing.record(info, f"/{SERVICE}/{method}", _header_pairs(metadata), status)
         if not self._access_log:
             return
         fields: dict[str, object] = {
