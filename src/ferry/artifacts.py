@@ -19,7 +19,7 @@ from typing import BinaryIO, Protocol, runtime_checkable
 
 from ferry.errors import InvalidInput, NotFound
 
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 TEMP_PREFIX = ".tmp-"
 _CHUNK = 1024 * 1024
 
@@ -33,7 +33,7 @@ class Artifact:
 def check_digest(digest: str) -> str:
     """``digest`` if it is ``sha256:`` + 64 lowercase hex; anything else could name a path
     outside the store, so it is refused."""
-    if not isinstance(digest, str) or not DIGEST.match(digest):
+    if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
         raise InvalidInput(f"not an artifact digest (expected sha256:<64 hex>): {str(digest)[:80]!r}")
     return digest
 
@@ -143,7 +143,7 @@ class LocalArtifactStore:
                 continue
             for blob in sorted(fan_out.iterdir()):
                 digest = f"sha256:{fan_out.name}{blob.name}"
-                if DIGEST.match(digest) and blob.is_file():
+                if DIGEST.fullmatch(digest) and blob.is_file():
                     yield digest
 
     def modified_at(self, digest: str) -> float:

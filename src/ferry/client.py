@@ -152,6 +152,13 @@ class Client:
         return _answer(response)
 
     def push(self, name: str, file: Path, stage: str | None, config: Path | None = None) -> Any:
+        from ferry.errors import InvalidInput
+        from ferry.names import check_file_name
+
+        try:  # the server refuses it too; saying so here spares sending the file
+            check_file_name(file.name)
+        except InvalidInput as exc:
+            raise ClientError(f"{exc.message}; rename the file") from None
         files: dict[str, tuple[str, Any, str]] = {}
         if config is not None:
             files["config"] = ("config.yaml", uploadable_config(config), "application/json")

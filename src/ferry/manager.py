@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from ferry.batching import Batcher
 from ferry.config import ModelConfig
 from ferry.errors import ConfigError, InvalidInput, NotFound, Unavailable
+from ferry.names import parse_version
 from ferry.pipeline import Pipeline, build_pipeline
 from ferry.routing import Routes
 from ferry.shadow import Shadow, ShadowRecord, ShadowTable
@@ -205,13 +206,11 @@ class ModelManager:
             if loaded is None:
                 raise Unavailable(f"model {name!r} is not ready: {self._reason(model)}")
             return loaded
-        # isascii: str.isdigit() is also true of "²" and other digits int() refuses (a 500).
-        if not (version.isascii() and version.isdigit()):
-            raise InvalidInput(f"version must be a positive integer, not {version!r}")
-        loaded = model.versions.get(str(int(version)))
+        key = str(parse_version(version))
+        loaded = model.versions.get(key)
         if loaded is not None:
             return loaded
-        state = model.states.get(str(int(version)))
+        state = model.states.get(key)
         if state is None or state.reason == SHADOW_ONLY:
             raise NotFound(f"model {name!r} has no version {version} that answers requests")
         raise Unavailable(

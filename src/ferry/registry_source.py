@@ -16,6 +16,7 @@ from ferry import sandbox
 from ferry.artifacts import ArtifactStore
 from ferry.config import ModelConfig
 from ferry.errors import Conflict, InvalidInput
+from ferry.names import check_file_name
 from ferry.pipeline import build_pipeline
 from ferry.registry import Registry, Version, VersionState
 from ferry.sources import RUNTIME_BY_SUFFIX, ModelSource, ServingPlan, VersionSource
@@ -131,7 +132,7 @@ class RegistrySource:
         ``ready`` (signature, warm-up ms) or ``failed`` (with the reason). ``config``: its
         config.yaml as a mapping; None: the config of the model's latest ready version that
         has one (a new version of a model keeps its pre-processing, labels and limits)."""
-        filename = os.path.basename(filename or "")
+        check_file_name(filename)
         suffix = Path(filename).suffix
         if suffix not in UPLOAD_SUFFIXES:
             raise InvalidInput(f"cannot serve {filename!r}: the file name must end in {', '.join(UPLOAD_SUFFIXES)}")

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any, Protocol
 
 from ferry.config import ModelConfig, load_config
 from ferry.errors import ConfigError
+from ferry.names import is_model_name, version_number
 from ferry.warmup import public_reason
 
 log = logging.getLogger("ferry.sources")
@@ -28,7 +28,6 @@ SUFFIXES = {
     ".py": ("python", "python"),
 }
 RUNTIME_BY_SUFFIX = {suffix: runtime for suffix, (runtime, _) in SUFFIXES.items()}
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -149,7 +148,7 @@ def _discover_one(path: Path) -> list[ModelSource]:
         if path.suffix not in RUNTIME_BY_SUFFIX:
             log.warning("ignoring %s: not a model file (%s)", path, ", ".join(RUNTIME_BY_SUFFIX))
             return []
-        if not MODEL_NAME.match(path.stem):
+        if not is_model_name(path.stem):
             log.warning("ignoring %s: %r is not a valid model name", path, path.stem)
             return []
         return [ModelSource(path.stem, [VersionSource(1, path)])]
@@ -176,25 +175,23 @@ def _discover_one(path: Path) -> list[ModelSource]:
     return sources
 
 
-def _version_dirs(path: Path) -> list[Path]:
-    # isascii: str.isdigit() is also true of names such as "²" that int() refuses.
-    return sorted(
-        (p for p in path.iterdir() if p.is_dir() and p.name.isascii() and p.name.isdigit() and int(p.name) > 0),
-        key=lambda p: int(p.name),
-    )
+def _version_dirs(path: Path) -> list[tuple[int, Path]]:
+    """``<number>/`` folders (ASCII digits within 64 bits, above 0), by number."""
+    numbered = ((version_number(p.name), p) for p in path.iterdir() if p.is_dir())
+    return sorted((number, p) for number, p in numbered if number)
 
 
 def _model_dir(path: Path) -> ModelSource | None:
-    if not MODEL_NAME.match(path.name):
+    if not is_model_name(path.name):
         log.warning("ignoring %s: %r is not a valid model name", path, path.name)
         return None
     versions = []
-    for version_dir in _version_dirs(path):
+    for number, version_dir in _version_dirs(path):
         model_file = _model_file(version_dir)
         if model_file is None:
             log.warning("ignoring %s: no model file in it", version_dir)
             continue
-        versions.append(VersionSource(int(version_dir.name), model_file))
+        versions.append(VersionSource(number, model_file))
     if not versions:
         log.info("ignoring %s: no <version>/model.<ext> inside", path)
         return None

@@ -204,6 +204,30 @@ def test_each_error_has_its_grpc_code_and_the_server_keeps_serving(observed: Ser
     assert client.ServerReady(pb.ServerReadyRequest(), timeout=TIMEOUT).ready
 
 
+@pytest.mark.parametrize("version", ["9" * 5000, str(2**63)], ids=["5000-digits", "2**63"])
+def test_a_version_past_64_bits_is_invalid_argument_on_every_call(observed: Server, version: str) -> None:
+    """As REST answers 400: int() raises on 4,300+ digits, which was INTERNAL."""
+    client = stub(observed.grpc_address)
+    infer = slow_request(1)
+    infer.model_version = version
+    calls = {
+        "ModelInfer": lambda: client.ModelInfer(infer, timeout=TIMEOUT),
+        "ModelReady": lambda: client.ModelReady(pb.ModelReadyRequest(name="slow", version=version), timeout=TIMEOUT),
+        "ModelMetadata": lambda: client.ModelMetadata(
+            pb.ModelMetadataRequest(name="slow", version=version), timeout=TIMEOUT
+        ),
+        "ModelConfig": lambda: client.ModelConfig(pb.ModelConfigRequest(name="slow", version=version), timeout=TIMEOUT),
+        "ModelStatistics": lambda: client.ModelStatistics(
+            pb.ModelStatisticsRequest(name="slow", version=version), timeout=TIMEOUT
+        ),
+    }
+    for method, call in calls.items():
+        code, message = code_of(call)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (method, code, message[:200])
+        assert message.startswith("version must be a positive integer of at most 19 digits"), method
+    assert client.ModelReady(pb.ModelReadyRequest(name="slow", version="1"), timeout=TIMEOUT).ready
+
+
 def test_request_ids_metrics_and_the_access_log(observed: Server) -> None:
     client = stub(observed.grpc_address)
     answer, call = client.ModelInfer.with_call(

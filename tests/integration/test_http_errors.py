@@ -62,6 +62,7 @@ JSON_CASES: dict[str, tuple[str, Any, str]] = {
     "strings-for-numbers": (SCALE, _x(data=["a", "b", "c", "d"]), "numbers"),
     "null-in-data": (SCALE, _x(data=[1.0, None, 3.0, 4.0]), "x"),
     "bools-for-numbers": (SCALE, _x(data=[True, False, True, False]), "numbers"),
+    "a-bool-among-floats": (SCALE, _x(data=[True, 2.0, 3.0, 4.0]), "input 'x': FP32 data must be numbers"),
     "ragged-data": (SCALE, _x(data=[[1.0, 2.0], [3.0]]), "ragged"),
     "object-as-data": (SCALE, _x(data={"a": 1}), "x"),
     "no-data": (SCALE, {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4]}]}, "neither"),
@@ -69,6 +70,11 @@ JSON_CASES: dict[str, tuple[str, Any, str]] = {
         "/v2/models/identity_int32/infer",
         {"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 2], "data": [1.5, 2.0]}]},
         "integers",
+    ),
+    "a-bool-among-ints": (
+        "/v2/models/identity_int32/infer",
+        {"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 3], "data": [True, 0, 3]}]},
+        "input 'INPUT0': INT32 data must be integers, not true/false",
     ),
     "int-out-of-range": (
         "/v2/models/identity_int32/infer",
@@ -205,6 +211,35 @@ def test_binary_request_without_the_header_is_400(client: TestClient) -> None:
 def test_unknown_things(client: TestClient, method: str, path: str, status: int) -> None:
     json = {"inputs": [json_input("x", "FP32", X)]} if method == "POST" else None
     error_of(client.request(method, path, json=json), status)
+
+
+HUGE_VERSION = "9" * 5000  # int() refuses more than 4,300 digits with a ValueError
+PAST_64_BITS = str(2**63)
+
+
+@pytest.mark.parametrize("version", [HUGE_VERSION, PAST_64_BITS, "0" * 5000 + "1" + "0" * 19])
+@pytest.mark.parametrize(
+    ("method", "route"),
+    [
+        ("POST", "/v2/models/scale/versions/{}/infer"),
+        ("GET", "/v2/models/scale/versions/{}"),
+        ("GET", "/v2/models/scale/versions/{}/ready"),
+        ("GET", "/v2/models/scale/versions/{}/config"),
+        ("GET", "/v2/models/scale/versions/{}/stats"),
+    ],
+)
+def test_a_version_past_64_bits_is_400_on_every_route(
+    client: TestClient, method: str, route: str, version: str
+) -> None:
+    json = {"inputs": [json_input("x", "FP32", X)]} if method == "POST" else None
+    message = error_of(client.request(method, route.format(version), json=json), 400)
+    assert message.startswith("version must be a positive integer of at most 19 digits")
+    assert len(message) < 200  # the 5,000 digits are not echoed back
+    assert client.get("/v2/health/ready").status_code == 200
+
+
+def test_a_version_with_leading_zeros_is_that_version(client: TestClient) -> None:
+    assert client.get("/v2/models/scale/versions/" + "0" * 5000 + "1/ready").status_code == 200
 
 
 def test_load_with_inline_files_is_refused(client: TestClient) -> None:

@@ -232,6 +232,79 @@ def test_control_characters_are_bad_input_not_database_errors(client: TestClient
     assert client.post(f"/api/v1/models/m/versions/{2**64}/archive").status_code in (400, 404)
 
 
+def _raw_upload(client: TestClient, model: str, filename: bytes, content: bytes) -> httpx.Response:
+    """Written by hand: httpx would percent-escape control characters in the file name,
+    as browsers do; curl sends them as they are."""
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="' + filename + b'"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n" + content + b"\r\n--b--\r\n"
+    )
+    headers = {"Content-Type": "multipart/form-data; boundary=b"}
+    return client.post(f"/api/v1/models/{model}/versions", content=body, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("filename", "message"),
+    [
+        (b"model\t.onnx", "U+0009"),
+        ("\u202exnno.onnx".encode(), "U+202E (right-to-left override)"),
+        ("model\u200b.onnx".encode(), "U+200B (zero width space)"),
+        (b"../model.onnx", "a name, not a path"),
+    ],
+)
+def test_upload_file_names_with_hidden_characters_or_paths_are_400(
+    client: TestClient, tmp_path: Path, filename: bytes, message: str
+) -> None:
+    answer = _raw_upload(client, "m", filename, scale_onnx(tmp_path / "model.onnx", 2.0).read_bytes())
+    assert answer.status_code == 400, answer.text
+    assert message in answer.json()["error"]
+    assert client.get("/api/v1/models").json() == []  # refused before anything was stored
+
+
+def test_a_lookalike_model_name_ending_in_a_newline_is_400(client: TestClient) -> None:
+    assert client.post("/api/v1/models", json={"name": "simple"}).status_code == 201
+    answer = client.post("/api/v1/models", json={"name": "simple\n"})
+    assert answer.status_code == 400 and "invalid model name" in answer.json()["error"]
+    answer = client.post("/api/v1/models/simple%0A/versions", files={"file": ("model.onnx", b"x")})
+    assert answer.status_code == 400 and "invalid model name" in answer.json()["error"]
+    assert [m["name"] for m in client.get("/api/v1/models").json()] == ["simple"]
+
+
+def test_version_numbers_are_json_integers_not_booleans(client: TestClient, tmp_path: Path) -> None:
+    """In pydantic's lax mode true was version 1, and "1" or 1.0 were 1 too."""
+    _upload(client, scale_onnx(tmp_path / "a.onnx", 2.0), stage="production")
+    _upload(client, scale_onnx(tmp_path / "b.onnx", 3.0))
+    for body in ({"version": True}, {"version": "1"}, {"version": 1.0}):
+        answer = client.put("/api/v1/models/scale/stages/staging", json=body)
+        assert answer.status_code == 400 and "body.version" in answer.json()["error"], (body, answer.text)
+    for body in (
+        {"weights": {"1": 99, "2": True}},
+        {"weights": {"1": 100}, "shadow": {"version": True, "percent": 10}},
+        {"weights": {"1": 100}, "shadow": {"version": 2, "percent": True}},
+    ):
+        answer = client.put("/api/v1/models/scale/traffic", json=body)
+        assert answer.status_code == 400, (body, answer.text)
+    model = client.get("/api/v1/models/scale").json()
+    assert model["stages"] == {"production": 1}
+    assert model["traffic"] == {"weights": {}, "shadow_version": None, "shadow_percent": 0}
+
+
+@pytest.mark.parametrize("version", [str(2**63), str(2**64), "9" * 5000])
+def test_a_version_past_64_bits_is_400_in_the_management_api(client: TestClient, version: str) -> None:
+    assert client.post("/api/v1/models", json={"name": "m"}).status_code == 201
+    for answer in (
+        client.post(f"/api/v1/models/m/versions/{version}/archive"),
+        client.delete(f"/api/v1/models/m/versions/{version}"),
+    ):
+        assert answer.status_code == 400, answer.text
+        assert "path.number" in answer.json()["error"]
+    body = b'{"version": ' + version.encode() + b"}"
+    answer = client.put(
+        "/api/v1/models/m/stages/production", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400, answer.text
+
+
 # -- a version's config.yaml with its upload ---------------------------------------------
 
 # On scale_onnx (y = 2x on [1, 2, 3, 4]): y read as the scores of four classes, so the

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import multiprocessing
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,6 +125,14 @@ def test_models(registry: Registry) -> None:
         registry.create_model("labels", labels={"n": 1})  # type: ignore[dict-item]
 
 
+@pytest.mark.parametrize("name", ["simple\n", "simple\r\n", "\nsimple"])
+def test_a_model_name_with_a_newline_is_no_lookalike(registry: Registry, name: str) -> None:
+    registry.create_model("simple")
+    with pytest.raises(InvalidInput, match="invalid model name"):
+        registry.create_model(name)
+    assert [model.name for model in registry.list_models()] == ["simple"]
+
+
 def test_concurrent_create_of_one_name(registry: Registry) -> None:
     barrier, outcomes = threading.Barrier(8), []
 
@@ -231,6 +240,36 @@ def test_stages(registry: Registry) -> None:
     with pytest.raises(NotFound):
         registry.delete_stage("digits", "canary-eu_1")
     assert registry.get_stages("digits") == {"production": two, "staging": two}
+
+
+def test_stage_and_runtime_names_with_a_newline_are_refused(registry: Registry) -> None:
+    registry.create_model("digits")
+    one = _ready(registry, "digits")
+    with pytest.raises(InvalidInput, match="invalid stage name"):
+        registry.set_stage("digits", "production\n", one)
+    assert registry.get_stages("digits") == {}
+    with pytest.raises(InvalidInput, match="invalid runtime name"):
+        registry.add_version("digits", "onnx\n", _artifact(b"2"), "model.onnx")
+    digest = _artifact(b"3").digest
+    with pytest.raises(InvalidInput, match="not an artifact digest"):
+        registry.add_version("digits", "onnx", Artifact(digest + "\n", 1), "model.onnx")
+
+
+@pytest.mark.parametrize(
+    ("filename", "shown"),
+    [
+        ("model\t.onnx", "U+0009"),
+        ("\u202exnno.onnx", "U+202E (right-to-left override)"),
+        ("mo\u200bdel.onnx", "U+200B (zero width space)"),
+        ("model.onnx\u2028", "U+2028 (line separator)"),
+        ("model\n.onnx", "U+000A"),
+    ],
+)
+def test_file_names_with_hidden_characters_are_refused(registry: Registry, filename: str, shown: str) -> None:
+    registry.create_model("digits")
+    with pytest.raises(InvalidInput, match=re.escape(shown)):
+        registry.add_version("digits", "onnx", _artifact(), filename)
+    assert registry.list_versions("digits") == []
 
 
 def test_traffic(registry: Registry) -> None:

@@ -179,6 +179,18 @@ def test_push_of_an_invalid_config_fails_before_any_request(
     assert err.startswith("ferry: ") and message in err and "could not reach" not in err, err
 
 
+@pytest.mark.parametrize(("filename", "shown"), [("model\t.onnx", "U+0009"), ("\u202exnno.onnx", "U+202E")])
+def test_push_of_a_file_name_with_hidden_characters_fails_before_any_request(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, filename: str, shown: str
+) -> None:
+    (tmp_path / filename).write_bytes(b"not looked at")
+    # Nothing listens on port 1: an attempt to send it would say "could not reach".
+    assert main(["push", str(tmp_path / filename), "--name", "m", "--url", "http://127.0.0.1:1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ferry: the file name must not contain control or invisible characters"), err
+    assert shown in err and "rename the file" in err
+
+
 def test_a_config_json_cannot_hold_is_a_client_error(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("description: !!binary aGVsbG8=\n")

@@ -129,6 +129,13 @@ def test_directory_with_unicode_digit_names_is_not_a_model(tmp_path: Path) -> No
     assert discover([tmp_path]) == {}
 
 
+def test_version_directories_past_64_bits_are_not_versions(tmp_path: Path) -> None:
+    """No request could name such a version (the API refuses versions past 64 bits)."""
+    _touch(tmp_path / "m" / ("9" * 20) / "model.onnx")
+    kept = _touch(tmp_path / "m" / "007" / "model.onnx")
+    assert discover([tmp_path])["m"].versions == [VersionSource(7, kept)]
+
+
 def test_unsupported_single_file_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = _touch(tmp_path / "model.h5")
     with caplog.at_level(logging.WARNING, logger="ferry.sources"):
@@ -142,7 +149,7 @@ def test_missing_path_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     assert "no such file or directory" in caplog.text
 
 
-@pytest.mark.parametrize("name", ["-dash", "has space", "_under", "x" * 129])
+@pytest.mark.parametrize("name", ["-dash", "has space", "_under", "x" * 129, "simple\n"])
 def test_invalid_model_names_are_ignored(tmp_path: Path, name: str) -> None:
     _touch(tmp_path / "repo" / name / "1" / "model.onnx")
     _touch(tmp_path / "files" / f"{name}.onnx")

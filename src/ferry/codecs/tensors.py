@@ -116,6 +116,10 @@ def array_from_json(name: str, datatype: str, data: Any, *, allow_b64: bool = Fa
         if kind != "b":
             raise InvalidInput(f"input {name!r}: BOOL data must be true/false values")
         return values
+    if kind in "iuf" and _holds_booleans(data):
+        # numpy reads [true, 0] as the integers [1, 0]: its dtype no longer tells.
+        wanted = "integers" if dtype.kind in "iu" else "numbers"
+        raise InvalidInput(f"input {name!r}: {datatype} data must be {wanted}, not true/false")
     if kind not in "iuf" or (kind == "f" and dtype.kind in "iu"):
         exact = _exact_integers(name, datatype, data) if dtype.kind in "iu" and kind in "fO" else None
         if exact is None:
@@ -133,6 +137,18 @@ def array_from_json(name: str, datatype: str, data: Any, *, allow_b64: bool = Fa
     if dtype.itemsize < values.dtype.itemsize and np.isinf(converted).any():
         raise InvalidInput(f"input {name!r}: a value is out of range for {datatype}")
     return converted
+
+
+def _holds_booleans(data: Any) -> bool:
+    """Whether JSON ``data`` (numbers, possibly in nested lists, not ragged) holds a
+    true or false. The types of each list are collected by ``map`` in C, so a large
+    tensor costs one pass at C speed, never a Python loop per element."""
+    if not isinstance(data, list):
+        return type(data) is bool
+    types = set(map(type, data))
+    if bool in types:
+        return True
+    return list in types and any(_holds_booleans(row) for row in data)
 
 
 def _exact_integers(name: str, datatype: str, data: Any) -> np.ndarray | None:

@@ -10,15 +10,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi import Path as PathParam
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 from starlette.requests import Request
 
 from ferry.config import parse_uploaded_config
 from ferry.errors import ConfigError, Forbidden, InvalidInput, NotFound, PayloadTooLarge
-from ferry.http.fields import PlainText, no_control_characters
+from ferry.http.fields import PlainText
 from ferry.http.scopes import requires, visible_to
 from ferry.http.v2 import Config, Name
 from ferry.manager import ModelManager
+from ferry.names import MAX_VERSION
 from ferry.registry import Model, Version, delete_version
 from ferry.registry_source import RegistrySource
 from ferry.security.keys import Scope
@@ -38,7 +39,7 @@ async def _manager(request: Request) -> ModelManager:
 
 Source = Annotated[RegistrySource, Depends(_source)]
 Manager = Annotated[ModelManager, Depends(_manager)]
-Number = Annotated[int, PathParam(description="Version number", ge=1, examples=[4])]
+Number = Annotated[int, PathParam(description="Version number", ge=1, le=MAX_VERSION, examples=[4])]
 Stage = Annotated[str, PathParam(description="Stage: production, staging or any alias", examples=["production"])]
 
 
@@ -52,17 +53,22 @@ class NewModel(BaseModel):
     labels: dict[PlainText, PlainText] = Field(default_factory=dict, examples=[{"team": "vision"}])
 
 
+# JSON numbers only (StrictInt): in lax mode true is 1, "4" and 4.0 are 4.
+VersionNumber = Annotated[StrictInt, Field(ge=1, le=MAX_VERSION)]
+
+
 class StageBody(BaseModel):
-    version: int = Field(ge=1, examples=[4])
+    version: VersionNumber = Field(examples=[4])
 
 
 class ShadowBody(BaseModel):
-    version: int = Field(ge=1, description="The shadow version: loaded, never answers clients", examples=[6])
-    percent: int = Field(ge=0, le=100, description="Percent of unversioned requests copied to it", examples=[20])
+    version: VersionNumber = Field(description="The shadow version: loaded, never answers clients", examples=[6])
+    percent: StrictInt = Field(ge=0, le=100, description="Percent of unversioned requests copied to it", examples=[20])
 
 
 class TrafficBody(BaseModel):
-    weights: dict[int, int] = Field(
+    # Keys are JSON strings ("4"), so only the weights are strict.
+    weights: dict[int, StrictInt] = Field(
         description="Weight per version number, adding up to 100", examples=[{"4": 90, "5": 10}]
     )
     shadow: ShadowBody | None = Field(
@@ -253,12 +259,8 @@ async def upload_version(
     # Who uploaded it: the key (the client's address when the server runs without keys).
     key = getattr(request.state, "key", None)
     uploader = key.label if key is not None else request.client.host if request.client else ""
-    try:
-        filename = no_control_characters(file.filename or "")
-    except ValueError:
-        raise InvalidInput("the file name must not contain control characters") from None
     settings = await _uploaded_config(config_yaml) if config_yaml is not None else None
-    version = await source.upload(name, filename, file.file, uploaded_by=uploader, config=settings)
+    version = await source.upload(name, file.filename or "", file.file, uploaded_by=uploader, config=settings)
     request.state.audit_target = f"{name}/{version.number}"
     if stage and version.state.value == "ready":
         await asyncio.to_thread(source.registry.set_stage, name, stage, version.number)

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.errors import InvalidInput, NotFound
+from ferry.names import hidden_character, is_model_name
 from ferry.registry.db import WRITE
 from ferry.registry.schema import ApiKeyRow, AuditRow, utcnow
 from ferry.security.audit import AuditEvent
@@ -54,6 +55,12 @@ class KeyStore:
         name = name.strip()
         if not name or len(name) > MAX_NAME:
             raise InvalidInput(f"a key needs a name of 1 to {MAX_NAME} characters")
+        if hidden_character(name) is not None:
+            raise InvalidInput(f"a key name must be one line without control or invisible characters, not {name!r}")
+        models = list(models) if models is not None else None
+        for model in models or ():
+            if not is_model_name(model):
+                raise InvalidInput(f"{model!r} is not a model name: letters, digits, '_', '.', '-' (at most 128)")
         scope_list = sorted({Scope(s).value for s in scopes})
         if not scope_list:
             raise InvalidInput("a key needs at least one scope: read, infer, deploy or admin")

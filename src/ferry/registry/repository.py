@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.artifacts import Artifact, check_digest
 from ferry.errors import Conflict, InvalidInput, NotFound
+from ferry.names import MAX_VERSION, check_file_name, is_model_name, is_stage_name
 from ferry.registry.db import REVISION_LOCK, WRITE
 from ferry.registry.records import Model, Traffic, Version
 from ferry.registry.schema import (
-    STAGE_NAME,
     ModelRow,
     StageHistoryRow,
     StageRow,
@@ -30,7 +30,6 @@ from ferry.registry.schema import (
     VersionState,
     utcnow,
 )
-from ferry.sources import MODEL_NAME
 
 S = VersionState
 # Which state changes make sense; anything else is a caller's bug or a race, and is refused.
@@ -42,7 +41,6 @@ TRANSITIONS: dict[VersionState, set[VersionState]] = {
     S.ARCHIVED: {S.READY, S.VALIDATING},
 }
 INTERRUPTED = "interrupted"
-MAX_VERSION = 2**63 - 1
 
 
 class Registry:
@@ -58,7 +56,7 @@ class Registry:
     def create_model(
         self, name: str, description: str = "", task: str = "", labels: Mapping[str, str] | None = None
     ) -> Model:
-        if not isinstance(name, str) or not MODEL_NAME.match(name):
+        if not is_model_name(name):
             raise InvalidInput(f"invalid model name {name!r}: letters, digits, '_', '.', '-' (at most 128)")
         labels = dict(labels or {})
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
@@ -94,10 +92,9 @@ class Registry:
         ``uploaded``. Store first, record second: a crash in between leaves only an
         orphan blob, which start-up cleanup deletes."""
         check_digest(artifact.digest)
-        if not STAGE_NAME.match(runtime or ""):
+        if not is_stage_name(runtime):
             raise InvalidInput(f"invalid runtime name {runtime!r}")
-        if not filename or "/" in filename or "\\" in filename or filename in {".", ".."} or len(filename) > 255:
-            raise InvalidInput(f"invalid file name {filename!r}")
+        check_file_name(filename)
         with self._write() as session:
             model = self._model(session, model_name, lock=True)
             model.last_version += 1
@@ -208,7 +205,7 @@ class Registry:
     # -- stages and traffic -----------------------------------------------------------
 
     def set_stage(self, model_name: str, stage: str, number: int) -> None:
-        if not isinstance(stage, str) or not STAGE_NAME.match(stage):
+        if not is_stage_name(stage):
             raise InvalidInput(f"invalid stage name {stage!r}: [a-z][a-z0-9_-]*, at most 64 characters")
         with self._write() as session:
             model = self._model(session, model_name, lock=True)

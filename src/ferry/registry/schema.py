@@ -4,7 +4,6 @@ Alembic revision in ``migrations/versions``; a test compares the two."""
 from __future__ import annotations
 
 import enum
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,8 +23,6 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-STAGE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 # Stable constraint names, so later migrations can refer to them on every backend.
 NAMING = {

@@ -252,6 +252,24 @@ def test_json_booleans_are_not_numbers(datatype: str) -> None:
         array_from_json("x", datatype, [True, False])
 
 
+@pytest.mark.parametrize(
+    ("datatype", "data"),
+    [
+        ("INT32", [True, 0, 3]),
+        ("INT64", [0, False]),
+        ("UINT8", [[1, 2], [True, 4]]),
+        ("UINT64", [True, 2**64 - 1]),
+        ("FP32", [1.5, True]),
+        ("FP64", [[[0.5], [False]]]),
+        ("FP16", [1, True]),
+    ],
+)
+def test_json_booleans_among_numbers_are_not_numbers(datatype: str, data: Any) -> None:
+    """numpy reads [true, 0, 3] as [1, 0, 3]: the booleans must be seen before it does."""
+    with pytest.raises(InvalidInput, match=f"input 'x': {datatype} data must be .*, not true/false"):
+        array_from_json("x", datatype, data)
+
+
 @pytest.mark.parametrize("datatype", ["INT32", "UINT64", "INT8"])
 def test_json_floats_are_not_integers(datatype: str) -> None:
     with pytest.raises(InvalidInput, match=f"{datatype} data must be integers"):

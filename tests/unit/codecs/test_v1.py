@@ -164,6 +164,8 @@ def test_empty_columnar_input_has_the_signature_dtype() -> None:
         ("INT32", [1.5], "INT32 data must be integers"),
         ("FP32", ["1"], "FP32 data must be numbers"),
         ("INT64", [True], "INT64 data must be integers"),
+        ("INT32", [True, 0, 3], "INT32 data must be integers, not true/false"),
+        ("FP32", [0.5, False], "FP32 data must be numbers, not true/false"),
         ("UINT8", [256], "out of range for UINT8"),
         ("FP32", [1e39], "out of range for FP32"),
         ("BOOL", [1], "BOOL data must be true/false"),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.errors import Forbidden, RateLimited, Unauthorized, Unavailable
+from ferry.errors import Forbidden, InvalidInput, RateLimited, Unauthorized, Unavailable
 from ferry.registry import connect, default_url, migrate
 from ferry.registry.keys import KeyStore
 from ferry.security.audit import utcnow
@@ -50,6 +50,20 @@ def test_no_first_key_on_a_database_whose_keys_are_all_revoked(store: KeyStore) 
     key, _ = store.create("only", [Scope.ADMIN])
     store.revoke(key.key_id)
     assert store.create_first_admin() is None
+
+
+@pytest.mark.parametrize("name", ["ci\nadmin", "ci\u202eadmin", "ci\u200b"])
+def test_a_key_name_is_one_line_without_hidden_characters(store: KeyStore, name: str) -> None:
+    with pytest.raises(InvalidInput, match="a key name must be one line"):
+        store.create(name, [Scope.READ])
+    assert store.all() == []
+
+
+def test_a_key_is_limited_to_model_names_not_lookalikes(store: KeyStore) -> None:
+    with pytest.raises(InvalidInput, match="is not a model name"):
+        store.create("ci", [Scope.INFER], models=["digits", "digits\n"])
+    key, _ = store.create("ci", [Scope.INFER], models=["digits"])
+    assert key.models == frozenset({"digits"})
 
 
 def test_requests_wait_for_the_keys_to_be_read(store: KeyStore) -> None:
