@@ -83,6 +83,29 @@ def scale_onnx(path: Path, factor: float, width: int = 4) -> Path:
     return _save(graph, path)
 
 
+def external_data_onnx(path: Path, location: str) -> Path:
+    """scale_onnx with its factor in an external data file at ``location`` (relative to the
+    model's folder): onnxruntime refuses one outside the folder, and names the paths."""
+    factor = helper.make_tensor("factor", TensorProto.FLOAT, [], [2.0])
+    factor.data_location = TensorProto.EXTERNAL
+    factor.ClearField("float_data")
+    for key, value in {"location": location, "offset": "0", "length": "4"}.items():
+        entry = factor.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "factor"], ["y"])],
+        "scale",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        initializer=[factor],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(model.SerializeToString())  # not onnx.save: it would look for the data
+    return path
+
+
 def digits_skops(path: Path) -> Path:
     """A logistic regression on scikit-learn's bundled digits, saved with skops."""
     import skops.io as sio

@@ -158,6 +158,11 @@ class DataPlane:
             raise
         return True
 
+    def public(self, message: str) -> str:
+        """``message`` as a client may read it: the server's directories replaced by
+        labels (ferry.serverpaths). Every transport's error answers go through it."""
+        return self._models.public(message)
+
     # -- metadata -------------------------------------------------------------------
 
     def server_metadata(self) -> dict[str, Any]:

@@ -233,6 +233,10 @@ class ModelManager:
                 waiting.append(name)
         return waiting, failed
 
+    def public(self, message: str) -> str:
+        """``message`` without the server's paths (DataPlane.public, load failures)."""
+        return self.source.public(message)
+
     def knows(self, name: str) -> bool:
         """Whether ``name`` is a model of this server (loaded or not)."""
         return name in self._models
@@ -320,7 +324,7 @@ class ModelManager:
         source = self.source
         model = self._models.setdefault(name, _Model())
         async with model.lock:
-            model.error = plan.error
+            model.error = source.public(plan.error) if plan.error else None
             if plan.error:  # e.g. a broken config.yaml: what was loaded keeps serving
                 log.error("model %s cannot be loaded: %s", name, plan.error)
                 return
@@ -332,10 +336,8 @@ class ModelManager:
 
             async def load(key: str) -> LoadedVersion:
                 model_source, version = await asyncio.to_thread(source.materialise, plan.versions[key])
-                paths[key] = version.path
                 return await self._load_version(model_source, version)
 
-            paths: dict[str, Path] = {}
             results = await asyncio.gather(*(load(key) for key in new), return_exceptions=True)
             for key, result in zip(new, results, strict=True):
                 if isinstance(result, LoadedVersion):
@@ -346,7 +348,7 @@ class ModelManager:
                     # version: an escaped exception would leave the server never ready.
                     reason = load_failure(result)
                     log.error("model %s version %s failed to load: %s", name, key, reason)
-                    reason = source.public(reason, paths.get(key, Path(name)))
+                    reason = source.public(reason)
                     if key in current:  # a failed reload keeps serving what already worked
                         fresh[key] = current[key]
                         model.states[key] = VersionState(READY, f"reload failed: {reason}")

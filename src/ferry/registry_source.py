@@ -19,6 +19,7 @@ from ferry.errors import Conflict, InvalidInput
 from ferry.names import check_file_name
 from ferry.pipeline import build_pipeline
 from ferry.registry import Registry, Version, VersionState
+from ferry.serverpaths import server_paths
 from ferry.sources import RUNTIME_BY_SUFFIX, ModelSource, ServingPlan, VersionSource
 from ferry.trust import TrustPolicy
 from ferry.warmup import build_runtimes, load_failure
@@ -38,6 +39,7 @@ class RegistrySource:
 
     # Artifacts never change: a version loaded once stays loaded until it is not needed.
     reloads = False
+
     def __init__(
         self,
         registry: Registry,
@@ -50,6 +52,10 @@ class RegistrySource:
         self.registry = registry
         self.store = store
         self.serving_dir = Path(data_dir) / "serving"
+        self.paths = server_paths(data_dir, registry.database_file())
+        store_root = getattr(store, "root", None)
+        if store_root is not None:
+            self.paths.add(store_root, "<artifact store>")
         self.poll_interval_s: float | None = poll_interval_s
         self.trust = trust or TrustPolicy()
         self.limits = limits
@@ -111,11 +117,9 @@ class RegistrySource:
     def release(self, model: str, number: int) -> None:
         shutil.rmtree(self.serving_dir / model / str(number), ignore_errors=True)
 
-    def public(self, reason: str, path: Path | None = None) -> str:
-        """Clients see file names, never the server's paths."""
-        for place in sorted({self.serving_dir, self.serving_dir.resolve()}, key=lambda p: -len(str(p))):
-            reason = reason.replace(f"{place}{os.sep}", "")
-        return reason
+    def public(self, reason: str) -> str:
+        """Clients see labels (``<data dir>/serving/...``), never the server's paths."""
+        return self.paths.scrub(reason)
 
     # -- uploads ------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from ferry.config import ModelConfig, load_config
 from ferry.errors import ConfigError
 from ferry.names import is_model_name, version_number
-from ferry.warmup import public_reason
+from ferry.serverpaths import server_paths
 
 log = logging.getLogger("ferry.sources")
 
@@ -88,7 +88,9 @@ class Source(Protocol):
 
     def release(self, model: str, number: int) -> None: ...
 
-    def public(self, reason: str, path: Path) -> str: ...
+    def public(self, reason: str) -> str:
+        """``reason`` as clients may read it: no server paths (ferry.serverpaths)."""
+        ...
 
 
 class DirectorySource:
@@ -100,6 +102,7 @@ class DirectorySource:
 
     def __init__(self, paths: Iterable[Path]) -> None:
         self.paths = [Path(p) for p in paths]
+        self._server_paths = server_paths(repositories=self.paths)
         self._found: dict[str, ModelSource] | None = None
 
     def discover(self) -> dict[str, ModelSource]:
@@ -126,8 +129,8 @@ class DirectorySource:
     def release(self, model: str, number: int) -> None:
         """Nothing to release: the files are the operator's."""
 
-    def public(self, reason: str, path: Path) -> str:
-        return public_reason(reason, path, self.paths)
+    def public(self, reason: str) -> str:
+        return self._server_paths.scrub(reason)
 
 
 def discover(paths: Iterable[Path]) -> dict[str, ModelSource]:

@@ -4,7 +4,6 @@ real request pays no lazy initialisation."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -61,14 +60,3 @@ def synthetic_inputs(specs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray]:
         else:
             inputs[spec.name] = np.zeros(shape, dtype=spec.dtype)
     return inputs
-
-
-def public_reason(reason: str, model_file: Path, roots: Iterable[Path] = ()) -> str:
-    """Libraries quote absolute paths; the log keeps them, clients see names relative
-    to the model repository."""
-    places = {model_file, model_file.parent, *roots}
-    places |= {p.resolve() for p in places}
-    for place in sorted(places, key=lambda p: len(str(p)), reverse=True):
-        if str(place) not in (".", "/"):
-            reason = reason.replace(str(place), place.name)
-    return reason

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,23 @@ class Slow(ferry.Model):
         time.sleep(0.5)
         return {"y": inputs["x"] * 2}
 """
+# Its error names its own folder and the temporary directory (warm-up's zeros pass).
+LEAKY_MODEL = """
+import tempfile
+
+import ferry
+from ferry.signature import TensorSpec
+
+
+class Leaky(ferry.Model):
+    inputs = [TensorSpec("x", "FP32", (-1, 1))]
+    outputs = [TensorSpec("y", "FP32", (-1, 1))]
+
+    def predict(self, inputs):
+        if inputs["x"].any():
+            raise ValueError(f"no cache at {self.path / 'cache.bin'} nor in {tempfile.gettempdir()}/ferry-cache")
+        return {"y": inputs["x"]}
+"""
 BROKEN_MODEL = """
 import ferry
 
@@ -67,6 +85,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         python_model(root / name / "1", SLOW_MODEL)
         (root / name / "config.yaml").write_text("max_batch_size: 8\nmax_delay_ms: 300\n")
     python_model(root / "broken" / "1", BROKEN_MODEL)
+    python_model(root / "leaky" / "1", LEAKY_MODEL)
     add_sub_onnx(root / "add_sub" / "1" / "model.onnx")
     return root
 
@@ -226,6 +245,16 @@ def test_a_version_past_64_bits_is_invalid_argument_on_every_call(observed: Serv
         assert code == grpc.StatusCode.INVALID_ARGUMENT, (method, code, message[:200])
         assert message.startswith("version must be a positive integer of at most 19 digits"), method
     assert client.ModelReady(pb.ModelReadyRequest(name="slow", version="1"), timeout=TIMEOUT).ready
+
+
+def test_error_messages_show_no_server_paths(observed: Server, repo: Path) -> None:
+    client = stub(observed.grpc_address)
+    code, message = code_of(lambda: client.ModelInfer(slow_request(1, "leaky"), timeout=TIMEOUT))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "no cache at" in message
+    streamed = list(client.ModelStreamInfer(iter([slow_request(1, "leaky")]), timeout=TIMEOUT))
+    for text in (message, streamed[0].error_message):
+        assert "leaky/1/cache.bin" in text and "<tmp>/ferry-cache" in text, text
+        assert str(repo) not in text and tempfile.gettempdir() + "/" not in text
 
 
 def test_request_ids_metrics_and_the_access_log(observed: Server) -> None:

@@ -29,6 +29,8 @@ CONFIGS = {
     "tuned": "max_batch_size: 8\nmax_delay_ms: 5\ninstances: 2\ndescription: two copies\nwarmup: false\n",
     "narrowed": "inputs:\n  - {name: x, datatype: FP32, shape: [-1, 4]}\n",
     "limited": "max_body_bytes: 2048\nmax_tensor_elements: 8\n",
+    # The labels "file" is a folder: the OS error names its absolute path.
+    "labels_folder": "postprocess:\n  - {output: y, labels: labels}\n",
 }
 
 
@@ -42,6 +44,7 @@ def configured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]
             continue
         scale_onnx(root / name / "1" / "model.onnx", 2.0)
         (root / name / "config.yaml").write_text(text)
+    (root / "labels_folder" / "labels").mkdir()
     with serve([root]) as running:
         yield running
 
@@ -67,6 +70,18 @@ def test_a_bad_config_makes_the_model_unavailable(configured: TestClient, name: 
     assert configured.get(f"/v2/models/{name}/ready").status_code == 503
     # The others still load and serve, but a failed model keeps the server unready.
     assert name in error_of(configured.get("/v2/health/ready"), 503)
+
+
+def test_a_config_error_naming_a_server_path_shows_none(
+    configured: TestClient, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    base = str(tmp_path_factory.getbasetemp())
+    reason = index_of(configured)["labels_folder"]["reason"]
+    assert "labels file 'labels': cannot read it" in reason and "labels_folder/labels" in reason, reason
+    assert base not in reason
+    assert base not in error_of(configured.get("/v2/health/ready"), 503)
+    message = error_of(configured.post("/v2/repository/models/labels_folder/load"), 400)
+    assert "labels_folder/labels" in message and base not in message
 
 
 def test_unknown_key_lists_the_allowed_keys(configured: TestClient) -> None:

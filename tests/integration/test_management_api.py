@@ -20,7 +20,7 @@ from ferry.manager import ModelManager
 from ferry.registry import Registry, connect, default_url, migrate
 from ferry.registry_source import RegistrySource
 from ferry.settings import Settings
-from tests.builders import scale_onnx
+from tests.builders import external_data_onnx, scale_onnx
 from tests.integration.serving import wait_ready
 from tests.postgres import postgres_schema
 
@@ -101,6 +101,20 @@ def test_corrupt_upload_fails_with_a_reason_and_never_routes(client: TestClient,
     refused = client.put("/api/v1/models/scale/traffic", json={"weights": {str(version["number"]): 100}})
     assert refused.status_code == 400
     assert client.post("/v2/models/scale/versions/1/infer", json={"inputs": []}).status_code == 404
+
+
+def test_a_failure_reason_naming_server_paths_shows_labels(client: TestClient, tmp_path: Path) -> None:
+    """onnxruntime names the resolved path of external data outside the model's folder:
+    here the registry database, beside the serving folder in the data directory."""
+    version = _upload(client, external_data_onnx(tmp_path / "model.onnx", "../../../registry.db"))
+    reason = version["failure_reason"]
+    assert version["state"] == "failed" and "escapes model directory" in reason, reason
+    for place in {str(tmp_path), str(tmp_path.resolve())}:
+        assert place not in reason
+    # The SQLite registry's own file has its own label; on PostgreSQL it is just a path.
+    assert '"<registry database>"' in reason or '"<data dir>/registry.db"' in reason, reason
+    assert '"<data dir>/serving/scale/1"' in reason, reason
+    assert client.get("/api/v1/models/scale/versions").json()[0]["failure_reason"] == reason
 
 
 def test_upload_refuses_unknown_file_types(client: TestClient, tmp_path: Path) -> None:

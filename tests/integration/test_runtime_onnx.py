@@ -12,6 +12,7 @@ import pytest
 from onnx import TensorProto, helper
 from starlette.testclient import TestClient
 
+from tests.builders import external_data_onnx
 from tests.integration.serving import error_of, index_of, json_input, outputs_of, serve
 
 
@@ -45,6 +46,8 @@ def onnx_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _mixed_graph(root / "mixed" / "1" / "model.onnx")
     (root / "corrupt" / "1").mkdir(parents=True)
     (root / "corrupt" / "1" / "model.onnx").write_bytes(b"\x08\x01garbage")
+    # Its weights "outside" the repository: onnxruntime's refusal names the resolved path.
+    external_data_onnx(root / "escaping" / "1" / "model.onnx", "../../../secret.bin")
     return root
 
 
@@ -103,3 +106,17 @@ def test_a_corrupt_file_is_unavailable_with_a_reason(onnx_repo: Path, onnx_clien
     assert str(onnx_repo) not in entry["reason"]  # the server's paths stay in its log
     response = onnx_client.post("/v2/models/corrupt/infer", json={"inputs": [{"name": "x"}]})
     assert str(onnx_repo) not in error_of(response, 503)
+
+
+def test_a_load_error_naming_a_path_outside_the_repository_shows_no_server_path(
+    onnx_repo: Path, onnx_client: TestClient
+) -> None:
+    outside = str(onnx_repo.parent.resolve())
+    entry = index_of(onnx_client)["escaping/1"]
+    assert entry["state"] == "UNAVAILABLE" and "escapes model directory" in entry["reason"], entry
+    assert outside not in entry["reason"]
+    assert "<tmp>/" in entry["reason"]  # the repository is under the temporary directory
+    ready = onnx_client.get("/v2/health/ready")  # read without a key on a keyed server
+    assert "escapes model directory" in ready.text and outside not in ready.text
+    response = onnx_client.post("/v2/models/escaping/infer", json={"inputs": [{"name": "x"}]})
+    assert outside not in error_of(response, 503)

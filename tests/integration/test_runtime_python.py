@@ -4,6 +4,7 @@ the model that caused them."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,6 +84,25 @@ class Heavy(ferry.Model):
 """
 )
 
+# Its error names its own folder and the temporary directory, as errors of models that
+# read files do: clients read neither path.
+LEAKY = (
+    HEADER
+    + """
+import tempfile
+
+
+class Leaky(ferry.Model):
+    inputs = [TensorSpec("x", "FP32", (-1,))]
+    outputs = [TensorSpec("y", "FP32", (-1,))]
+
+    def predict(self, inputs):
+        if inputs["x"].any():  # warm-up sends zeros
+            raise ValueError(f"no cache at {self.path / 'cache.bin'} nor in {tempfile.gettempdir()}/ferry-cache")
+        return {"y": inputs["x"]}
+"""
+)
+
 INIT_FAILS = (
     HEADER
     + """
@@ -134,6 +154,7 @@ def python_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClie
     )
     python_model(root / "no_class" / "1", NO_CLASS)
     python_model(root / "load_fails" / "1", LOAD_FAILS)
+    python_model(root / "leaky" / "1", LEAKY)
     python_model(root / "init_fails" / "1", INIT_FAILS)
     python_model(root / "undeclared" / "1", UNDECLARED)
     with serve([root]) as running:
@@ -183,6 +204,17 @@ def test_load_failures_do_not_show_server_paths(
     assert "weights.bin" in reason
     assert str(tmp_path_factory.getbasetemp()) not in reason
     assert "/tmp" not in reason
+
+
+def test_errors_while_serving_a_request_show_no_server_paths(
+    python_client: TestClient, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    body = {"inputs": [json_input("x", "FP32", np.ones(2, dtype=np.float32))]}
+    message = error_of(python_client.post("/v2/models/leaky/infer", json=body), 400)
+    assert "the model refused the input: no cache at" in message
+    assert str(tmp_path_factory.getbasetemp()) not in message
+    assert tempfile.gettempdir() + "/" not in message
+    assert "leaky/1/cache.bin" in message and "<tmp>/ferry-cache" in message
 
 
 def test_metadata_and_config(python_client: TestClient) -> None:

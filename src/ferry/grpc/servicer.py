@@ -185,7 +185,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         try:
             key = self._auth.identify(_key_in(metadata)) if self._auth is not None else None
         except FerryError as exc:
-            await _abort(context, exc)
+            await self._abort(context, exc)
             return
         window: asyncio.Queue[asyncio.Task[pb.ModelStreamInferResponse] | None] = asyncio.Queue(STREAM_WINDOW)
 
@@ -223,7 +223,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             status = exc.status
             if exc.status in (401, 403, 429):
                 self._plane.refused(name, "grpc", exc.status, started)
-            return pb.ModelStreamInferResponse(error_message=exc.message)
+            return pb.ModelStreamInferResponse(error_message=self._plane.public(exc.message))
         except Exception:
             status = 500
             log.exception("unhandled error while serving a streamed inference request")
@@ -281,7 +281,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             status = exc.status
             if is_server_fault(exc):
                 log.error("%s -> %s: %s", method, exc.grpc_code, exc.message)
-            await _abort(context, exc)
+            await self._abort(context, exc)
             raise  # abort raised already; for the type checker
         except asyncio.CancelledError:
             status = CLIENT_CLOSED
@@ -296,6 +296,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 self._audit(method, model or "", key, status, context)
             self._finished(method, model, status, started, metadata, info)
             REQUEST_ID.reset(token)
+
+    async def _abort(self, context: grpc.aio.ServicerContext, exc: FerryError) -> None:
+        """End the call with the error's gRPC status, its message without server paths;
+        503 and 429 say when to retry."""
+        trailers: tuple[tuple[str, str], ...] = ()
+        if isinstance(exc, Unavailable | RateLimited):
+            trailers = (("retry-after", str(exc.retry_after_s)),)
+        await context.abort(grpc.StatusCode[exc.grpc_code], self._plane.public(exc.message), trailers)
 
     def _audit(
         self, method: str, model: str, key: ApiKey | None, status: int, context: grpc.aio.ServicerContext
@@ -352,14 +360,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
 async def _now(value: T) -> T:
     return value
-
-
-async def _abort(context: grpc.aio.ServicerContext, exc: FerryError) -> None:
-    """End the call with the error's gRPC status; 503 and 429 say when to retry."""
-    trailers: tuple[tuple[str, str], ...] = ()
-    if isinstance(exc, Unavailable | RateLimited):
-        trailers = (("retry-after", str(exc.retry_after_s)),)
-    await context.abort(grpc.StatusCode[exc.grpc_code], exc.message, trailers)
 
 
 def _key_in(metadata: Metadata) -> str | None:

@@ -44,7 +44,9 @@ async def _ferry_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, FerryError)
     if is_server_fault(exc):
         log.error("%s %s -> %d: %s", request.method, request.url.path, exc.status, exc.message)
-    return error_response(exc.status, exc.message, error_headers(exc) or None)
+    plane = getattr(request.app.state, "dataplane", None)
+    message = plane.public(exc.message) if plane is not None else exc.message
+    return error_response(exc.status, message, error_headers(exc) or None)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

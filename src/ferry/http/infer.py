@@ -154,7 +154,7 @@ class InferEndpoints:
         except ClientDisconnected:
             return CLIENT_CLOSED
         except FerryError as exc:
-            status, headers, body = _error(exc)
+            status, headers, body = _error(exc, self._plane.public(exc.message))
         except Exception:
             log.exception("unhandled error while serving an inference request")
             status, headers, body = 500, [(b"content-type", _JSON)], _ERROR_500
@@ -188,9 +188,10 @@ def _headers(scope: Scope) -> tuple[str | None, str | None, str | None, str | No
     return length, encoding, header_length, content_type
 
 
-def _error(exc: FerryError) -> _Answer:
+def _error(exc: FerryError, public_message: str) -> _Answer:
+    """The log keeps the message as raised; the client reads it without server paths."""
     if is_server_fault(exc):
         log.error("inference failed: %s", exc.message)
     headers = [(b"content-type", _JSON)]
     headers += [(key.lower().encode(), value.encode()) for key, value in error_headers(exc).items()]
-    return exc.status, headers, orjson.dumps({"error": exc.message})
+    return exc.status, headers, orjson.dumps({"error": public_message})

@@ -5,6 +5,7 @@ serving waits for ``ModelManager.sync()``, so a 2xx answer means "it is live".""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -123,7 +124,10 @@ class VersionOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, version: Version) -> VersionOut:
+    def of(cls, version: Version, public: Callable[[str], str]) -> VersionOut:
+        """``public`` takes server paths out of the failure reason (rows written by older
+        releases may hold them)."""
+        reason = version.failure_reason
         return cls(
             model=version.model,
             number=version.number,
@@ -132,7 +136,7 @@ class VersionOut(BaseModel):
             artifact_digest=version.artifact_digest,
             artifact_size=version.artifact_size,
             state=version.state.value,
-            failure_reason=version.failure_reason,
+            failure_reason=public(reason) if reason else reason,
             signature=version.signature,
             config=version.config,
             warmup_ms=version.warmup_ms,
@@ -221,7 +225,7 @@ async def get_model(name: Name, source: Source, manager: Manager) -> ModelOut:
 @router.get("/models/{name}/versions", summary="List a model's versions", responses=ERRORS)
 @requires(Scope.READ)
 async def list_versions(name: Name, source: Source) -> list[VersionOut]:
-    return [VersionOut.of(v) for v in await asyncio.to_thread(source.registry.list_versions, name)]
+    return [VersionOut.of(v, source.public) for v in await asyncio.to_thread(source.registry.list_versions, name)]
 
 
 @router.post(
@@ -265,7 +269,7 @@ async def upload_version(
     if stage and version.state.value == "ready":
         await asyncio.to_thread(source.registry.set_stage, name, stage, version.number)
         await manager.sync()
-    return VersionOut.of(version)
+    return VersionOut.of(version, source.public)
 
 
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -286,7 +290,7 @@ async def _uploaded_config(upload: UploadFile) -> dict[str, Any]:
 @router.post("/models/{name}/versions/{number}/archive", summary="Archive a version", responses=ERRORS)
 @requires(Scope.DEPLOY)
 async def archive_version(name: Name, number: Number, source: Source) -> VersionOut:
-    return VersionOut.of(await asyncio.to_thread(source.registry.archive_version, name, number))
+    return VersionOut.of(await asyncio.to_thread(source.registry.archive_version, name, number), source.public)
 
 
 @router.delete(
@@ -299,7 +303,7 @@ async def archive_version(name: Name, number: Number, source: Source) -> Version
 async def delete(name: Name, number: Number, source: Source) -> VersionOut:
     gone = await asyncio.to_thread(delete_version, source.registry, source.store, name, number)
     await asyncio.to_thread(source.release, name, number)
-    return VersionOut.of(gone)
+    return VersionOut.of(gone, source.public)
 
 
 # -- stages and traffic ---------------------------------------------------------------

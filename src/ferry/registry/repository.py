@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, select
@@ -50,6 +51,13 @@ class Registry:
     @classmethod
     def from_engine(cls, engine: Engine) -> Registry:
         return cls(sessionmaker(engine, expire_on_commit=False))
+
+    def database_file(self) -> Path | None:
+        """The SQLite file the registry is kept in; None for a server database."""
+        url = getattr(self._sessions.kw.get("bind"), "url", None)
+        if url is None or url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return Path(url.database)
 
     # -- models ---------------------------------------------------------------------
 
