@@ -114,8 +114,36 @@ class RegistrySource:
         source = ModelSource(version.model, [VersionSource(version.number, path)], config)
         return source, source.versions[0]
 
-    def release(self, model: str, number: int) -> None:
-        shutil.rmtree(self.serving_dir / model / str(number), ignore_errors=True)
+    def release(self, model: str, number: int | str) -> None:
+        """Remove the version's laid-out files (and its model's folder once empty)."""
+        folder = self.serving_dir / model / str(number)
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # not empty: other versions are laid out
+            folder.parent.rmdir()
+
+    def prune(self) -> list[Path]:
+        """At start-up: remove the laid-out files of versions no process can be serving
+        (failed, deleted, or of a deleted model), which a crash or an older release left.
+        Ready versions stay (another process on this data directory may serve them), and
+        so do versions being uploaded or validated."""
+        if not self.serving_dir.is_dir():
+            return []
+        # Folders first, records second: a version's record is written before its folder,
+        # so a folder seen here whose record is missing was deleted, not just uploaded.
+        folders = [v for m in self.serving_dir.iterdir() if m.is_dir() for v in m.iterdir() if v.is_dir()]
+        models = {m.name for m in self.registry.list_models()}
+        states = {
+            (name, str(v.number)): v.state
+            for name in sorted({f.parent.name for f in folders} & models)
+            for v in self.registry.list_versions(name)
+        }
+        removed = []
+        for folder in sorted(folders):
+            state = states.get((folder.parent.name, folder.name))
+            if state is None or state == VersionState.FAILED:
+                self.release(folder.parent.name, folder.name)
+                removed.append(folder)
+        return removed
 
     def public(self, reason: str) -> str:
         """Clients see labels (``<data dir>/serving/...``), never the server's paths."""
@@ -157,6 +185,10 @@ class RegistrySource:
             reason = self.public(str(exc) if isinstance(exc, sandbox.SandboxFailure) else load_failure(exc))
             log.warning("%s version %d failed validation: %s", model, number, reason)
             return await asyncio.to_thread(self.registry.set_version_state, model, number, VersionState.FAILED, reason)
+        finally:
+            # Laid out for validation only: a process that serves the version lays it out
+            # again. Removed before the version is ready, so no process serves it yet.
+            await asyncio.to_thread(self.release, model, number)
         return await asyncio.to_thread(
             self.registry.set_version_state,
             model,

@@ -127,7 +127,10 @@ def open_registry(settings: Settings, engine: Engine) -> RegistrySource:
     if trust.describe():
         logging.getLogger("ferry").warning("trusting code in uploads: %s", trust.describe())
     limits = Limits(settings.validation_memory_mb * 2**20, settings.validation_cpu_s, settings.validation_timeout_s)
-    return RegistrySource(registry, store, data_dir, settings.poll_interval_s, trust, limits)
+    source = RegistrySource(registry, store, data_dir, settings.poll_interval_s, trust, limits)
+    if pruned := source.prune():
+        logging.getLogger("ferry").info("removed the laid-out files of %d versions no longer served", len(pruned))
+    return source
 
 
 def authenticator(settings: Settings, open_store: Callable[[], KeyStore]) -> Authenticator:

@@ -117,6 +117,42 @@ def test_a_failure_reason_naming_server_paths_shows_labels(client: TestClient, t
     assert client.get("/api/v1/models/scale/versions").json()[0]["failure_reason"] == reason
 
 
+def test_validation_leaves_no_laid_out_files_behind(client: TestClient, tmp_path: Path) -> None:
+    """Validation lays a version out under <data dir>/serving; only serving keeps it there."""
+    serving = tmp_path / "data" / "serving"
+    ready = _upload(client, scale_onnx(tmp_path / "model.onnx", 2.0))
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"this is not an onnx model")
+    failed = _upload(client, broken)
+    assert (ready["state"], failed["state"]) == ("ready", "failed")
+    assert not (serving / "scale").exists()
+    # Served: laid out again for as long as it serves.
+    assert client.put("/api/v1/models/scale/stages/production", json={"version": 1}).status_code == 200
+    assert (serving / "scale" / "1" / "model.onnx").is_file()
+    assert _infer(client)["model_version"] == "1"
+    # A version uploaded while another serves leaves the served one alone.
+    assert _upload(client, scale_onnx(tmp_path / "model.onnx", 3.0))["state"] == "ready"
+    assert sorted(p.name for p in (serving / "scale").iterdir()) == ["1"]
+    assert _infer(client)["model_version"] == "1"
+
+
+def test_prune_removes_the_files_of_failed_and_deleted_versions_only(client: TestClient, tmp_path: Path) -> None:
+    ready = _upload(client, scale_onnx(tmp_path / "model.onnx", 2.0))
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"this is not an onnx model")
+    failed = _upload(client, broken)
+    serving = tmp_path / "data" / "serving"
+    # What a crash or an older release left: every version laid out, and a deleted model's.
+    left = [serving / "scale" / str(n) for n in (ready["number"], failed["number"], 99)] + [serving / "gone" / "1"]
+    for folder in left:
+        folder.mkdir(parents=True)
+        (folder / "model.onnx").write_bytes(b"x")
+    source: RegistrySource = client.app.api.state.registry  # type: ignore[attr-defined]
+    assert sorted(source.prune()) == sorted(left[1:])
+    assert [p for p in left if p.exists()] == [left[0]]  # ready: another process may serve it
+    assert not (serving / "gone").exists()
+
+
 def test_upload_refuses_unknown_file_types(client: TestClient, tmp_path: Path) -> None:
     script = tmp_path / "model.py"
     script.write_text("import os\n")
