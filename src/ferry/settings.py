@@ -55,6 +55,39 @@ class Settings(BaseSettings):
     )
     graceful_timeout_s: float = Field(30.0, ge=0, description="How long SIGTERM waits for in-flight requests.")
 
+    # Connections (docs/security.md, "Connections and request size")
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Larger request heads (request line and headers) get 431, refused before they are parsed; "
+        "also gRPC's metadata limit.",
+    )
+    max_header_fields: int = Field(100, ge=1, description="Requests with more header fields get 431.")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A request head must arrive whole within this many seconds (else 408 and close)."
+    )
+    body_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="A request body may take this many seconds, plus one second per body_min_rate bytes "
+        "received (else 408 and close): slow clients are fine, trickling ones are cut off.",
+    )
+    body_min_rate: int = Field(
+        1024, ge=1, description="Bytes per second a request body must average after body_timeout_s."
+    )
+    idle_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="Idle keep-alive connections are closed after this many seconds; behind a load balancer, "
+        "make it longer than the balancer's own idle timeout.",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Open HTTP connections or requests in flight beyond which requests get 503 at once "
+        "(health probes and /metrics are still answered).",
+    )
+
     # ferry server (the registry)
     data_dir: Path = Field(Path("ferry-data"), description="Registry database (SQLite) and artifacts.")
     database_url: str | None = Field(
