@@ -211,7 +211,7 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
-    """Limits on what one connection may cost (docs/security.md)."""
+    """Limits on what one connection or request may cost (docs/security.md)."""
     parser.add_argument(
         "--max-header-bytes", type=int, default=None, help="request head limit, else 431 (default 64 KiB)"
     )
@@ -245,6 +245,12 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="SECONDS",
         help="close idle keep-alive connections after this (default 5)",
+    )
+    parser.add_argument(
+        "--json-offload-bytes",
+        type=int,
+        default=None,
+        help="decode JSON bodies this large in a worker process, off the event loop (default 1 MiB; 0: never)",
     )
     parser.add_argument(
         "--max-connections",
@@ -300,6 +306,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             "body_min_rate": args.body_min_rate,
             "idle_timeout_s": args.idle_timeout,
             "max_connections": args.max_connections,
+            "json_offload_bytes": args.json_offload_bytes,
             "log_level": args.log_level,
             "log_format": args.log_format,
             "access_log": args.access_log,

@@ -22,6 +22,12 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, ge=1024, description="Larger request bodies get 413 (gRPC messages: RESOURCE_EXHAUSTED)."
     )
     max_tensor_elements: int = Field(64 * 1024 * 1024, ge=1, description="Larger input tensors get 413.")
+    json_offload_bytes: int = Field(
+        1024 * 1024,
+        ge=0,
+        description="JSON request bodies (V2, V1) this large or larger are decoded in a worker process, "
+        "not on the event loop every request shares; 0: always on the event loop.",
+    )
     log_level: str = "info"
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="json: one JSON object per line; console: readable; auto: json unless on a terminal."

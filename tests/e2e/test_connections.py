@@ -2,8 +2,8 @@
 raw sockets (docs/security.md, "Connections and request size"): request heads too large
 or with too many fields (431), heads and bodies sent a byte at a time (408 and close),
 connections that never send anything, idle keep-alive connections, the connection cap
-(503, probes still answered), gRPC metadata under the same limit, and bodies nested
-too deeply to decode (400)."""
+(503, probes still answered), gRPC metadata under the same limit, big JSON bodies
+decoded in a worker process, and bodies nested too deeply to decode (400)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 import requests
 
@@ -33,6 +34,9 @@ PATIENCE_S = 20.0
 TRICKLE_S = 0.2  # between two bytes of a slow client
 SOCKET_TIMEOUT_S = 30.0
 READY = b"GET /v2/health/ready HTTP/1.1\r\nHost: ferry\r\n\r\n"
+# JSON bodies this large are decoded in a worker process (tests/unit/test_decoder.py
+# shows the event loop serving others meanwhile).
+OFFLOAD_BYTES = 4096
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +51,7 @@ def server(models: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Iter
     log = tmp_path_factory.mktemp("logs") / "connections.log"
     flags = ["--header-timeout", str(HEAD_TIMEOUT_S), "--body-timeout", str(BODY_TIMEOUT_S)]
     flags += ["--body-min-rate", "1000", "--idle-timeout", str(IDLE_TIMEOUT_S)]
+    flags += ["--json-offload-bytes", str(OFFLOAD_BYTES)]
     with running(models, log, *flags) as srv:
         yield srv
 
@@ -257,4 +262,30 @@ def test_deeply_nested_json_data_gets_400(server: Server, depth: int) -> None:
     body = b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": %s}]}' % data
     answer = requests.post(f"{server.url}/v2/models/scale/infer", data=body, timeout=SOCKET_TIMEOUT_S)
     assert answer.status_code == 400, answer.text
+    assert ready(server)
+
+
+# -- big JSON bodies --------------------------------------------------------------------
+
+
+def test_big_json_bodies_are_decoded_in_a_worker_and_answered(server: Server) -> None:
+    rows = 2000
+    x = np.arange(rows * 4, dtype=np.float32).reshape(rows, 4)
+    v2 = json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [rows, 4], "data": x.ravel().tolist()}]})
+    v1 = json.dumps({"instances": x.tolist()})
+    assert len(v2) > OFFLOAD_BYTES and len(v1) > OFFLOAD_BYTES
+    answer = requests.post(f"{server.url}/v2/models/scale/infer", data=v2, timeout=SOCKET_TIMEOUT_S)
+    assert answer.status_code == 200, answer.text
+    (output,) = answer.json()["outputs"]
+    np.testing.assert_allclose(np.array(output["data"]).reshape(output["shape"]), x * 3)
+    answer = requests.post(f"{server.url}/v1/models/scale:predict", data=v1, timeout=SOCKET_TIMEOUT_S)
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_allclose(np.array(answer.json()["predictions"]), x * 3)
+
+
+def test_a_big_malformed_json_body_is_400_from_the_worker(server: Server) -> None:
+    body = b'{"inputs": [' + b" " * OFFLOAD_BYTES + b"oops"
+    answer = requests.post(f"{server.url}/v2/models/scale/infer", data=body, timeout=SOCKET_TIMEOUT_S)
+    assert answer.status_code == 400
+    assert answer.json()["error"].startswith("malformed JSON")
     assert ready(server)
