@@ -199,6 +199,7 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
         "--grpc-port", type=int, default=None, help="gRPC port, same host, keys and TLS (default 8001; 0: no gRPC)"
     )
     parser.add_argument("--max-body-bytes", type=int, default=None, help="request body limit (default 64 MiB)")
+    _connection_options(parser)
     parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
     parser.add_argument(
         "--log-format", default=None, choices=["auto", "json", "console"], help="default: json unless on a terminal"
@@ -230,6 +231,56 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="ORIGIN",
         help="a browser origin allowed to call the API, e.g. https://app.example.com (repeatable)",
+    )
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    """Limits on what one connection or request may cost (docs/security.md)."""
+    parser.add_argument(
+        "--max-header-bytes", type=int, default=None, help="request head limit, else 431 (default 64 KiB)"
+    )
+    parser.add_argument(
+        "--max-header-fields", type=int, default=None, help="header fields per request, else 431 (default 100)"
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="a request head must arrive within this, else 408 and close (default 10)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="a request body gets this long plus 1 s per --body-min-rate bytes, else 408 and close (default 20)",
+    )
+    parser.add_argument(
+        "--body-min-rate",
+        type=int,
+        default=None,
+        metavar="BYTES_PER_S",
+        help="the slowest a request body may arrive after --body-timeout (default 1024)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="close idle keep-alive connections after this (default 5)",
+    )
+    parser.add_argument(
+        "--json-offload-bytes",
+        type=int,
+        default=None,
+        help="decode JSON bodies this large in a worker process, off the event loop (default 1 MiB; 0: never)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="beyond this many connections or requests in flight, 503 (probes excepted; default 1000)",
     )
 
 
@@ -272,6 +323,14 @@ def _settings(args: argparse.Namespace) -> Settings:
             "grpc_port": args.grpc_port,
             "ready_despite_failures": args.ready_despite_failures,
             "max_body_bytes": args.max_body_bytes,
+            "max_header_bytes": args.max_header_bytes,
+            "max_header_fields": args.max_header_fields,
+            "header_timeout_s": args.header_timeout,
+            "body_timeout_s": args.body_timeout,
+            "body_min_rate": args.body_min_rate,
+            "idle_timeout_s": args.idle_timeout,
+            "max_connections": args.max_connections,
+            "json_offload_bytes": args.json_offload_bytes,
             "log_level": args.log_level,
             "log_format": args.log_format,
             "access_log": args.access_log,

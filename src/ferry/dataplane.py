@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ferry import __version__
 from ferry.compute import compute
+from ferry.decoder import Decoder
 from ferry.errors import FerryError, NotFound, Unavailable
 from ferry.inference import InferRequest, InferResponse
 from ferry.logs import REQUEST_ID
@@ -36,19 +37,32 @@ class Codec(Protocol, Generic[PayloadT, EncodedT]):
 
     def decode(self, payload: PayloadT, signature: Signature) -> InferRequest: ...
 
+    # Bytes of text ``decode`` would parse: big ones are decoded off the event loop.
+    def parse_size(self, payload: PayloadT) -> int: ...
+
     def encode(self, response: InferResponse, request: InferRequest) -> EncodedT: ...
 
 
 class DataPlane:
     def __init__(
-        self, models: ModelManager, metrics: Metrics | None = None, ready_despite_failures: bool = False
+        self,
+        models: ModelManager,
+        metrics: Metrics | None = None,
+        ready_despite_failures: bool = False,
+        decoder: Decoder | None = None,
     ) -> None:
         """``metrics``: where requests no version answered are counted (the versions'
         own requests are counted by their stats). ``ready_despite_failures``: a model
-        that failed to load does not keep the server from being ready."""
+        that failed to load does not keep the server from being ready. ``decoder``:
+        decodes big bodies off the event loop (by default every body inline)."""
         self._models = models
         self._metrics = metrics
         self._ready_despite_failures = ready_despite_failures
+        self._decoder = decoder or Decoder(0)
+
+    def close(self) -> None:
+        """Stop the decoding workers, if any were started."""
+        self._decoder.close()
 
     # -- inference --------------------------------------------------------------------
 
@@ -67,8 +81,9 @@ class DataPlane:
         try:
             # shed load before spending time on decoding
             model.batcher.check_capacity()
-            # decode the wire format
-            request = codec.decode(payload, model.signature)
+            # decode the wire format (a big body in a worker process: it would stall every
+            # other request on the event loop)
+            request = await self._decoder.decode(codec, payload, model.signature)
             # validate -> preprocess -> batch/predict -> postprocess -> select outputs
             outputs = await compute(model, request, info)
             response = InferResponse(

@@ -17,6 +17,7 @@ import uvicorn
 
 from ferry.errors import ConfigError
 from ferry.http.app import create_app
+from ferry.http.connection import ConnectionLimits, limited_protocol
 from ferry.manager import ModelManager
 from ferry.security.auth import Authenticator
 from ferry.settings import Settings
@@ -223,6 +224,11 @@ def run(models: ModelManager, settings: Settings, auth: Authenticator | None, au
         proxy_headers=settings.proxy_headers,
         ssl_certfile=settings.ssl_certfile,
         ssl_keyfile=settings.ssl_keyfile,
+        # httptools with Ferry's limits on heads, slow clients and connections
+        # (docs/security.md); its cap replaces uvicorn's limit_concurrency.
+        http=limited_protocol(ConnectionLimits.of(settings)),
+        # uvicorn hands it to call_later: fractions of a second work despite its "int".
+        timeout_keep_alive=settings.idle_timeout_s,  # type: ignore[arg-type]
     )
     grpc = None
     if settings.grpc_port:

@@ -22,6 +22,12 @@ class Settings(BaseSettings):
         64 * 1024 * 1024, ge=1024, description="Larger request bodies get 413 (gRPC messages: RESOURCE_EXHAUSTED)."
     )
     max_tensor_elements: int = Field(64 * 1024 * 1024, ge=1, description="Larger input tensors get 413.")
+    json_offload_bytes: int = Field(
+        1024 * 1024,
+        ge=0,
+        description="JSON request bodies (V2, V1) this large or larger are decoded in a worker process, "
+        "not on the event loop every request shares; 0: always on the event loop.",
+    )
     log_level: str = "info"
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", description="json: one JSON object per line; console: readable; auto: json unless on a terminal."
@@ -54,6 +60,39 @@ class Settings(BaseSettings):
         "(by default a failed model keeps /v2/health/ready at 503).",
     )
     graceful_timeout_s: float = Field(30.0, ge=0, description="How long SIGTERM waits for in-flight requests.")
+
+    # Connections (docs/security.md, "Connections and request size")
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Larger request heads (request line and headers) get 431, refused before they are parsed; "
+        "also gRPC's metadata limit.",
+    )
+    max_header_fields: int = Field(100, ge=1, description="Requests with more header fields get 431.")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A request head must arrive whole within this many seconds (else 408 and close)."
+    )
+    body_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="A request body may take this many seconds, plus one second per body_min_rate bytes "
+        "received (else 408 and close): slow clients are fine, trickling ones are cut off.",
+    )
+    body_min_rate: int = Field(
+        1024, ge=1, description="Bytes per second a request body must average after body_timeout_s."
+    )
+    idle_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="Idle keep-alive connections are closed after this many seconds; behind a load balancer, "
+        "make it longer than the balancer's own idle timeout.",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Open HTTP connections or requests in flight beyond which requests get 503 at once "
+        "(health probes and /metrics are still answered).",
+    )
 
     # ferry server (the registry)
     data_dir: Path = Field(Path("ferry-data"), description="Registry database (SQLite) and artifacts.")

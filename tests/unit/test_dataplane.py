@@ -49,6 +49,9 @@ class Direct:
     def decode(self, payload: InferRequest, signature: object) -> InferRequest:
         return payload
 
+    def parse_size(self, payload: InferRequest) -> int:
+        return 0
+
     def encode(self, response: InferResponse, request: InferRequest) -> InferResponse:
         return response
 

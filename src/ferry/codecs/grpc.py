@@ -131,5 +131,9 @@ class GrpcCodec:
     def decode(self, payload: pb.ModelInferRequest, signature: object) -> InferRequest:
         return decode_request(payload, self._max_elements)
 
+    def parse_size(self, payload: pb.ModelInferRequest) -> int:
+        # grpc.aio has parsed the message already: what is left is no text parsing.
+        return 0
+
     def encode(self, response: InferResponse, request: InferRequest) -> pb.ModelInferResponse:
         return encode_response(response, request.raw)

@@ -107,5 +107,8 @@ class V1Codec:
     def decode(self, payload: bytes, signature: Signature) -> InferRequest:
         return InferRequest(inputs=decode_request(payload, signature, self._max_elements))
 
+    def parse_size(self, payload: bytes) -> int:
+        return len(payload)
+
     def encode(self, response: InferResponse, request: InferRequest) -> bytes:
         return encode_response(response.outputs)

@@ -40,6 +40,9 @@ def split_body(body: bytes, header_length: str | None) -> tuple[memoryview, memo
     # Plain ASCII digits only: int() would also take "1_0", spaces and other scripts' digits.
     if not (header_length.isascii() and header_length.isdigit()):
         raise InvalidInput("Inference-Header-Content-Length must be a non-negative integer")
+    if len(header_length) > len(str(len(body))):
+        # Longer than any body (and int() refuses 4,300 digits and more).
+        raise InvalidInput(f"Inference-Header-Content-Length is longer than the body's {len(body)} bytes")
     length = int(header_length)
     if length < 0 or length > len(body):
         raise InvalidInput(f"Inference-Header-Content-Length is {length}, but the body has {len(body)} bytes")
@@ -186,6 +189,12 @@ class V2Codec:
         if payload.form is not None:
             return payload.form
         return decode_request(payload.body, payload.header_length, self._max_elements)
+
+    def parse_size(self, payload: V2Payload) -> int:
+        """Bytes of JSON to parse: binary tensors are views, a form is parsed already."""
+        if payload.form is not None:
+            return 0
+        return len(split_body(payload.body, payload.header_length)[0])
 
     def encode(self, response: InferResponse, request: InferRequest) -> EncodedBody:
         return encode_response(response, request)

@@ -79,6 +79,10 @@ class GrpcServer:
                 # refused with RESOURCE_EXHAUSTED before it is read whole.
                 ("grpc.max_receive_message_length", settings.max_body_bytes),
                 ("grpc.max_send_message_length", -1),
+                # Metadata (gRPC's headers) under the REST head limit. Soft and hard limit
+                # alike: between the two gRPC would refuse a random share of the calls.
+                ("grpc.max_metadata_size", settings.max_header_bytes),
+                ("grpc.absolute_max_metadata_size", settings.max_header_bytes),
                 # One port per server: a second server on it must fail, not share it.
                 ("grpc.so_reuseport", 0),
             ]

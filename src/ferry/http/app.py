@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ferry import __version__
 from ferry.dataplane import DataPlane
+from ferry.decoder import Decoder
 from ferry.errors import Forbidden
 from ferry.http import docs as api_docs
 from ferry.http import docs_page, keys, session, v1, v2
@@ -157,6 +158,7 @@ def _create_api(
             for stop in app.state.before_drain:
                 await stop()
             await models.close(settings.graceful_timeout_s)
+            app.state.dataplane.close()
             if tracing is not None:
                 await asyncio.to_thread(tracing.shutdown)  # send the spans still buffered
 
@@ -176,7 +178,9 @@ def _create_api(
         _serve_metrics(app, models, settings)
         if auth is not None:
             auth.observe(app.state.metrics.denied)
-    app.state.dataplane = DataPlane(models, models.metrics, settings.ready_despite_failures)
+    app.state.dataplane = DataPlane(
+        models, models.metrics, settings.ready_despite_failures, Decoder(settings.json_offload_bytes)
+    )
     # The control plane (/api/v1, the web app) manages what is loaded: its own dependency.
     app.state.manager = models
     app.state.live = LiveStats(models)

@@ -176,6 +176,11 @@ def test_decode_header_length_must_be_an_integer(header: str) -> None:
     assert "must be a non-negative integer" in _decode_error(b"{}", header)
 
 
+def test_decode_header_length_of_thousands_of_digits_is_bad_input() -> None:
+    # int() refuses strings of 4,300 digits and more: that must not become a 500.
+    assert "longer than the body" in _decode_error(b"{}", "9" * 5000)
+
+
 @pytest.mark.parametrize("header", ["-1", "-100"])
 def test_decode_negative_header_length(header: str) -> None:
     assert "must be a non-negative integer" in _decode_error(b'{"inputs": []}', header)
