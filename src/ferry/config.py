@@ -58,6 +58,12 @@ class ImageConfig(BaseModel):
     layout: Literal["NCHW", "NHWC"] | None = Field(None, description="Default: from the model's input shape.")
     max_pixels: int = Field(40_000_000, ge=1, description="Larger images are refused (400) before they are decoded.")
     max_images: int = Field(64, ge=1, description="More images in one request are refused (413).")
+    max_request_pixels: int = Field(
+        64_000_000,
+        ge=1,
+        description="All the images of one request together (every image input) may have this many pixels; "
+        "more are refused (413) before any is decoded. With several image inputs, the smallest applies.",
+    )
 
 
 class PreprocessStep(BaseModel):
