@@ -151,7 +151,7 @@ def to_8_bit(picture: Image.Image) -> Image.Image:
     rows = max(1, BAND_PIXELS // width)
     for top in range(0, height, rows):
         bottom = min(height, top + rows)
-        band = np.asarray(picture.crop((0, top, width, bottom)), dtype=np.float32)
+        band = np.array(picture.crop((0, top, width, bottom)), dtype=np.float32)  # a writable copy
         band *= factor
         np.clip(band, 0, 255, out=band)
         np.rint(band, out=band)
