@@ -117,7 +117,11 @@ class ModelConfig(BaseModel):
     )
     instances: int = Field(1, ge=1, le=64, description="Parallel copies of the model.")
     max_queue_size: int = Field(256, ge=1, description="Requests waiting beyond this are refused with 503.")
-    timeout_ms: int = Field(30_000, ge=1, description="A request still queued after this long is dropped with 503.")
+    timeout_ms: int = Field(
+        30_000,
+        ge=1,
+        description="A request still pre-processing or queued after this long is dropped with 503.",
+    )
     max_body_bytes: int | None = Field(
         None, ge=1, description="Larger request bodies to this model get 413; the server's limit still applies."
     )
