@@ -5,12 +5,13 @@ see the same pipeline (images decoded, classes named) and their answers compare.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ferry.errors import InvalidInput, ModelFailed
+from ferry.errors import InvalidInput, ModelFailed, Unavailable
 from ferry.inference import InferRequest
 from ferry.pipeline import classification
 from ferry.signature import check_inputs
@@ -30,15 +31,24 @@ async def compute(model: LoadedVersion, request: InferRequest, info: RequestInfo
     wanted = output_names(model, request)
     inputs = request.inputs
     pipeline = model.pipeline
-    # preprocess (images, a Python model's own step), per request, in a thread
+    timeout_s = request.timeout_s
+    # preprocess (images, a Python model's own step), per request, in threads, within
+    # the request's timeout: past it the request is cancelled and decodes no more images
     if pipeline is not None and pipeline.changes_inputs:
-        inputs = await pipeline.run_preprocess(inputs)
+        limit = model.config.timeout_ms / 1000 if timeout_s is None else min(timeout_s, model.config.timeout_ms / 1000)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(limit):
+                inputs = await pipeline.run_preprocess(inputs)
+        except TimeoutError:
+            raise Unavailable(f"the request timed out after {limit:g} s in pre-processing") from None
         if pipeline.images:
             check_inputs(pipeline.model_signature, inputs)
+        timeout_s = max(limit - (time.monotonic() - started), 0.001)  # what is left for the queue
     if info is not None:
         info.decoded = time.perf_counter_ns()
     # batch -> predict: queue with concurrent requests, run in a worker thread
-    outputs = await model.batcher.submit(inputs, request.timeout_s, info)
+    outputs = await model.batcher.submit(inputs, timeout_s, info)
     # postprocess: class names and scores, a Python model's own step
     if pipeline is not None:
         outputs = pipeline.postprocess(outputs)

@@ -58,6 +58,12 @@ class ImageConfig(BaseModel):
     layout: Literal["NCHW", "NHWC"] | None = Field(None, description="Default: from the model's input shape.")
     max_pixels: int = Field(40_000_000, ge=1, description="Larger images are refused (400) before they are decoded.")
     max_images: int = Field(64, ge=1, description="More images in one request are refused (413).")
+    max_request_pixels: int = Field(
+        64_000_000,
+        ge=1,
+        description="All the images of one request together (every image input) may have this many pixels; "
+        "more are refused (413) before any is decoded. With several image inputs, the smallest applies.",
+    )
 
 
 class PreprocessStep(BaseModel):
@@ -111,7 +117,11 @@ class ModelConfig(BaseModel):
     )
     instances: int = Field(1, ge=1, le=64, description="Parallel copies of the model.")
     max_queue_size: int = Field(256, ge=1, description="Requests waiting beyond this are refused with 503.")
-    timeout_ms: int = Field(30_000, ge=1, description="A request still queued after this long is dropped with 503.")
+    timeout_ms: int = Field(
+        30_000,
+        ge=1,
+        description="A request still pre-processing or queued after this long is dropped with 503.",
+    )
     max_body_bytes: int | None = Field(
         None, ge=1, description="Larger request bodies to this model get 413; the server's limit still applies."
     )

@@ -8,14 +8,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
 from ferry.config import ModelConfig
-from ferry.errors import ConfigError, FerryError, InvalidInput, ModelFailed, Unavailable
+from ferry.errors import ConfigError, FerryError, InvalidInput, ModelFailed, PayloadTooLarge, Unavailable
 from ferry.pipeline.classify import Classify, triton_classification
 from ferry.signature import Signature
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from ferry.pipeline.image import ImageInput
 
 Tensors = dict[str, np.ndarray]
+T = TypeVar("T")
 log = logging.getLogger("ferry.pipeline")
 # Threads per version for pre-processing (decoding images is CPU work: more threads than
 # cores only queue), and how many requests may wait for them before 503.
@@ -50,38 +52,91 @@ class Pipeline:
 
     _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
     _pending: int = 0
+    _closed: bool = False
 
     @property
     def changes_inputs(self) -> bool:
         return bool(self.images) or self.hooks is not None
 
+    @property
+    def pending(self) -> int:
+        """Requests in pre-processing now (decoding, or waiting for a thread)."""
+        return self._pending
+
     async def run_preprocess(self, inputs: Tensors) -> Tensors:
-        """``preprocess`` in this version's own few threads, never the event loop's shared
-        pool (key reloads and audit writes run there): slow images from one client cannot
-        starve the rest of the server. Beyond a few requests waiting: 503."""
+        """One request's inputs, as clients send them -> as the model takes them, in
+        this version's own few threads, never the event loop's shared pool (key reloads
+        and audit writes run there). Beyond a few requests waiting: 503.
+
+        Images are refused from their headers first (each image's ``max_pixels``, the
+        request's ``max_request_pixels``), then decoded one per thread job. The request
+        awaits its images here, between jobs, so cancelling it (its client left, its
+        timeout passed) queues no more of them: at most the ones already running finish.
+        And it never queues more than ``WORKERS`` at once, so the pool's FIFO queue
+        interleaves concurrent requests image by image: a one-image request waits for
+        about one image per busy thread, not behind all 64 of a large request."""
         if self._pending >= MAX_PENDING_PER_WORKER * WORKERS:
             raise Unavailable("the model's pre-processing is busy; retry shortly")
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="ferry-preprocess")
         self._pending += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self.preprocess, inputs)
+            inputs = dict(inputs)
+            if self.images:
+                await self._in_thread(self._check_pixels, inputs)
+                for image in self.images:
+                    inputs[image.name] = await self._decode_images(image, inputs[image.name])
+            if self.hooks is not None:
+                inputs = await self._in_thread(_user_step, "preprocess", self.hooks.preprocess, inputs)
+            return inputs
         finally:
             self._pending -= 1
 
     def close(self) -> None:
+        self._closed = True
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def preprocess(self, inputs: Tensors) -> Tensors:
-        """One request's inputs, as clients send them -> as the model takes them. Decoding
-        images takes milliseconds: the data plane runs this in a worker thread."""
-        inputs = dict(inputs)
+    def _submit(self, work: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        if self._closed:
+            raise Unavailable("the model is being unloaded; try again")
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(WORKERS, thread_name_prefix="ferry-preprocess")
+        return asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+
+    async def _in_thread(self, work: Callable[..., T], *args: Any) -> T:
+        return await self._submit(work, *args)
+
+    def _check_pixels(self, inputs: Tensors) -> None:
+        """Refuse the request before any pixel is decoded: each image within its own
+        limit (400), all of them within the request's budget (413). Headers only."""
+        budget = min(image.config.max_request_pixels for image in self.images)
+        total = 0
         for image in self.images:
-            inputs[image.name] = image(inputs[image.name])
-        if self.hooks is not None:
-            inputs = _user_step("preprocess", self.hooks.preprocess, inputs)
-        return inputs
+            images = inputs[image.name]
+            image.check(images)
+            for row, item in enumerate(images):
+                total += image.pixels(item, row)
+                if total > budget:
+                    raise PayloadTooLarge(
+                        f"the images of this request have more than {budget} pixels in all (at least {total}); "
+                        f"the limit per request is {budget} (image.max_request_pixels)"
+                    )
+
+    async def _decode_images(self, image: ImageInput, images: np.ndarray) -> np.ndarray:
+        """Each image in its own thread job, at most WORKERS at a time (see run_preprocess);
+        the first bad image stops the rest."""
+        decoded: list[np.ndarray | None] = [None] * len(images)
+        running: dict[asyncio.Future[np.ndarray], int] = {}
+        try:
+            for row, item in enumerate(images):
+                while len(running) >= WORKERS:
+                    await _collect(running, decoded)
+                running[self._submit(image.decode, item, row)] = row
+            while running:
+                await _collect(running, decoded)
+        finally:
+            for future in running:  # cancelled or failed: drop what has not started
+                future.cancel()
+        return np.stack(decoded)  # type: ignore[arg-type]  # every row is filled here
 
     def postprocess(self, outputs: Tensors) -> Tensors:
         if self.hooks is not None:
@@ -89,6 +144,25 @@ class Pipeline:
         for classify in self.classifiers:
             outputs = classify(outputs)
         return outputs
+
+
+async def _collect(running: dict[asyncio.Future[np.ndarray], int], decoded: list[np.ndarray | None]) -> None:
+    """Wait for one or more of ``running`` and put their arrays in ``decoded``; the
+    first error (by row) is raised, after every finished job's result is read."""
+    done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+    failed: list[BaseException] = []
+    for future in sorted(done, key=running.__getitem__):
+        row = running.pop(future)
+        if future.cancelled():  # by close(): the version is being unloaded
+            failed.append(Unavailable("the model is being unloaded; try again"))
+            continue
+        error = future.exception()
+        if error is None:
+            decoded[row] = future.result()
+        else:
+            failed.append(error)
+    if failed:
+        raise failed[0]
 
 
 def classification(name: str, values: np.ndarray, k: object, pipeline: Pipeline | None) -> np.ndarray:

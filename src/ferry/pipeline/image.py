@@ -52,8 +52,8 @@ class ImageInput:
         self._std = np.asarray(config.std or [1.0], dtype=np.float32)
         self.public = TensorSpec(spec.name, "BYTES", (-1,) if shape[0] == -1 else (shape[0],))
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        """A BYTES tensor [N] of encoded images -> the model's tensor [N, ...]."""
+    def check(self, images: np.ndarray) -> None:
+        """The tensor clients sent holds a list of at most ``max_images`` images."""
         if images.ndim != 1:
             raise InvalidInput(f"input {self.name!r} takes a list of images: shape [N], not {list(images.shape)}")
         if images.size == 0:
@@ -62,17 +62,24 @@ class ImageInput:
             raise PayloadTooLarge(
                 f"input {self.name!r} holds {images.size} images; this model takes at most {self.config.max_images}"
             )
-        return np.stack([self._one(item, row) for row, item in enumerate(images)])
 
-    def _one(self, data: object, row: int) -> np.ndarray:
-        if not isinstance(data, bytes | bytearray | memoryview | str):
-            raise InvalidInput(f"input {self.name!r} row {row}: expected the bytes of an image")
-        raw = data.encode("latin-1") if isinstance(data, str) else bytes(data)
-        picture = self._decode(raw, row)
+    def pixels(self, data: object, row: int) -> int:
+        """How many pixels the image in row ``row`` would decode to, read from its header
+        alone (Pillow's open is lazy): what the request's pixel budget adds up."""
+        picture = self._open(data, row)
+        width, height = picture.size
+        picture.close()
+        return width * height
+
+    def decode(self, data: object, row: int) -> np.ndarray:
+        """One encoded image -> the model's array for it ([C, H, W] or [H, W, C])."""
+        picture = self._decode(self._open(data, row), row)
         if self.config.resize is not None:
             picture = resize_and_crop(picture, self.config.resize, self.size)
         elif picture.size != self.size:
             picture = picture.resize(self.size, Image.Resampling.BILINEAR)
+        if picture.mode != self.config.mode:
+            picture = picture.convert(self.config.mode)
         pixels = np.asarray(picture, dtype=np.float32)
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]
@@ -82,41 +89,74 @@ class ImageInput:
             pixels = pixels.transpose(2, 0, 1)
         return np.ascontiguousarray(pixels, dtype=self.dtype)
 
-    def _decode(self, raw: bytes, row: int) -> Image.Image:
+    def _open(self, data: object, row: int) -> Image.Image:
+        """The image's header, checked against ``max_pixels``; no pixel decoded yet."""
         where = f"input {self.name!r} row {row}"
+        if not isinstance(data, bytes | bytearray | memoryview | str):
+            raise InvalidInput(f"{where}: expected the bytes of an image")
+        raw = data.encode("latin-1") if isinstance(data, str) else bytes(data)
         try:
             picture = Image.open(io.BytesIO(raw), formats=FORMATS)
-            # The header gives the size before any pixel is decoded: refuse bombs here.
-            width, height = picture.size
-            if width * height > self.config.max_pixels:
-                raise InvalidInput(
-                    f"{where}: the image is {width}x{height} pixels; the limit is {self.config.max_pixels}"
-                )
-            picture.load()
-            oriented = ImageOps.exif_transpose(picture)  # phone photos: as taken, not as stored
-            return to_8_bit(oriented).convert(self.config.mode)
-        except InvalidInput:
-            raise
-        except Image.DecompressionBombError:
-            # Pillow's own guard, for sizes far past ours: refused from the header too.
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            # Pillow's own guard, for sizes far past ours (the warning too, where
+            # warnings are errors): refused from the header.
             raise InvalidInput(
                 f"{where}: the image has more pixels than the limit of {self.config.max_pixels}"
             ) from None
         except UnidentifiedImageError:
             raise InvalidInput(f"{where} is not an image Ferry can read ({', '.join(FORMATS)})") from None
-        except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data
+        except (OSError, ValueError, SyntaxError) as exc:  # a damaged header
             raise InvalidInput(f"{where}: the image is damaged ({exc})") from None
+        width, height = picture.size
+        if width * height > self.config.max_pixels:
+            raise InvalidInput(f"{where}: the image is {width}x{height} pixels; the limit is {self.config.max_pixels}")
+        return picture
+
+    def _decode(self, picture: Image.Image, row: int) -> Image.Image:
+        """The opened image's pixels, oriented, 8 bits per channel, in the model's mode
+        or grayscale: L is resized before it becomes RGB (the same pixels, a third of the
+        work); any other mode (palette, alpha, CMYK) must be converted first."""
+        try:
+            picture.load()
+            ImageOps.exif_transpose(picture, in_place=True)  # phone photos: as taken, not as stored
+            picture = to_8_bit(picture)
+            return picture if picture.mode == "L" else picture.convert(self.config.mode)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise InvalidInput(
+                f"input {self.name!r} row {row}: the image has more pixels than the limit of {self.config.max_pixels}"
+            ) from None
+        except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt data
+            raise InvalidInput(f"input {self.name!r} row {row}: the image is damaged ({exc})") from None
+
+
+# Pixels converted at a time from 16 bits (or float) to 8: the float32 scratch stays
+# ~1 MiB whatever the image's size.
+BAND_PIXELS = 256 * 1024
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
 def to_8_bit(picture: Image.Image) -> Image.Image:
     """16-bit and float images scaled to 0-255 first: Pillow's convert() would clip them
-    (mid-grey in a 16-bit PNG would become white)."""
-    if picture.mode not in ("I;16", "I;16B", "I;16L", "I", "F"):
+    (mid-grey in a 16-bit PNG would become white). A band of rows at a time, in float32
+    and in place: the only whole-image copy is the 8-bit result (a 6300x6300 16-bit PNG
+    once took 900 MiB of float64 copies here)."""
+    if picture.mode not in WIDE_MODES:
         return picture
-    values = np.asarray(picture, dtype=np.float64)
-    top = 65535.0 if picture.mode.startswith("I") else 1.0
-    scaled = np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8)
-    return Image.fromarray(scaled, mode="L")
+    # Integers (16-bit, or 32-bit "I" meant as 16-bit) span 0-65535, floats 0-1. The
+    # products of 0-65535 and 255/65535 in float32 round as they do in float64: no value
+    # is within float32's error of a .5.
+    factor = np.float32(255.0 if picture.mode == "F" else 255.0 / 65535.0)
+    width, height = picture.size
+    out = np.empty((height, width), dtype=np.uint8)
+    rows = max(1, BAND_PIXELS // width)
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        band = np.array(picture.crop((0, top, width, bottom)), dtype=np.float32)  # a writable copy
+        band *= factor
+        np.clip(band, 0, 255, out=band)
+        np.rint(band, out=band)
+        out[top:bottom] = band
+    return Image.fromarray(out)
 
 
 def resize_and_crop(picture: Image.Image, side: int, size: tuple[int, int]) -> Image.Image:
