@@ -188,7 +188,7 @@ def _key_commands(
     audit.add_argument("--action", default=None, help="only this action, e.g. set_stage, create_key")
     audit.add_argument("--key", default=None, metavar="ID", help="only actions by this key")
     audit.add_argument("--target", default=None, help="only this target, e.g. digits or digits/production")
-    audit.add_argument("--result", default=None, choices=["ok", "denied", "failed"])
+    audit.add_argument("--result", default=None, choices=["ok", "denied", "failed", "dropped"])
     audit.add_argument("--since", default=None, help="only events from this ISO 8601 time on")
 
 
@@ -224,6 +224,35 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ssl-certfile", type=Path, default=None, help="TLS certificate (PEM): serve HTTPS")
     parser.add_argument("--ssl-keyfile", type=Path, default=None, help="TLS private key (PEM)")
+    parser.add_argument(
+        "--audit-window-s",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="repeats of a refused or failed attempt by one key on one action within this window are "
+        "one audit row with a count (default 60; 0: a row each)",
+    )
+    parser.add_argument(
+        "--audit-queue-size",
+        type=int,
+        default=None,
+        metavar="ROWS",
+        help="audit rows waiting for the database; beyond it they are only counted (default 10000)",
+    )
+    parser.add_argument(
+        "--audit-retention-days",
+        type=float,
+        default=None,
+        metavar="DAYS",
+        help="delete audit rows older than this (default 90; 0: keep them)",
+    )
+    parser.add_argument(
+        "--audit-max-rows",
+        type=int,
+        default=None,
+        metavar="ROWS",
+        help="keep only the newest this many audit rows (default 1000000; 0: no cap)",
+    )
     parser.add_argument(
         "--cors-origin",
         dest="cors_origins",
@@ -339,6 +368,10 @@ def _settings(args: argparse.Namespace) -> Settings:
             "ssl_certfile": args.ssl_certfile,
             "ssl_keyfile": args.ssl_keyfile,
             "cors_origins": args.cors_origins,
+            "audit_window_s": args.audit_window_s,
+            "audit_queue_size": args.audit_queue_size,
+            "audit_retention_days": args.audit_retention_days,
+            "audit_max_rows": args.audit_max_rows,
             "data_dir": getattr(args, "data_dir", None),
             "trusted_models": getattr(args, "trusted_models", None),
             "trusted_types": getattr(args, "trusted_types", None),

@@ -235,7 +235,7 @@ def run(models: ModelManager, settings: Settings, auth: Authenticator | None, au
         from ferry.grpc.server import GrpcServer
 
         api = app.api
-        grpc = GrpcServer(settings, api.state.dataplane, auth, api.state.tracing, api.state.audit_store)
+        grpc = GrpcServer(settings, api.state.dataplane, auth, api.state.tracing, api.state.audit_writer)
         api.state.before_drain.append(grpc.stop)
     logging.getLogger("ferry").info("serving on %s", base_url(settings))
     server = _Server(config, grpc)

@@ -60,6 +60,25 @@ class Settings(BaseSettings):
         "(by default a failed model keeps /v2/health/ready at 503).",
     )
     graceful_timeout_s: float = Field(30.0, ge=0, description="How long SIGTERM waits for in-flight requests.")
+    # The audit trail (docs/security.md, "Audit trail")
+    audit_window_s: float = Field(
+        60.0,
+        ge=0,
+        description="Repeats of an attempt that changed nothing (refused, or failed with a 4xx) by one key on "
+        "one action within this window are written as one row with their count; 0: a row each.",
+    )
+    audit_queue_size: int = Field(
+        10_000,
+        ge=1,
+        description="Audit rows waiting for the database; beyond it they are counted (one `dropped` row), "
+        "so a request never waits for its audit row.",
+    )
+    audit_retention_days: float = Field(
+        90.0, ge=0, description="Audit rows older than this are deleted (checked hourly); 0: kept for ever."
+    )
+    audit_max_rows: int = Field(
+        1_000_000, ge=0, description="Only the newest this many audit rows are kept (checked hourly); 0: no cap."
+    )
 
     # Connections (docs/security.md, "Connections and request size")
     max_header_bytes: int = Field(

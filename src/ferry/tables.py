@@ -214,8 +214,9 @@ def audit_table(events: Sequence[Mapping[str, Any]]) -> str:
             event.get("target"),
             event.get("result"),
             event.get("status"),
+            event.get("count", 1),
             event.get("client"),
         ]
         for event in events
     ]
-    return table(["WHEN", "KEY", "ACTION", "TARGET", "RESULT", "STATUS", "CLIENT"], rows)
+    return table(["WHEN", "KEY", "ACTION", "TARGET", "RESULT", "STATUS", "COUNT", "CLIENT"], rows)

@@ -36,8 +36,8 @@ from tests.e2e.server import HOST, Server, ferry_command, free_port, start, star
 
 TIMEOUT = 30
 KEY = re.compile(r"fy_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
-# The audit trail is written after the answer has gone (gate.py): a read right after an
-# action may come a moment too early.
+# The audit trail is written by a background thread after the answer has gone; a read
+# waits for what was queued before it, and this bounds any wait beyond that.
 AUDIT_WAIT_S = 5.0
 FACTOR = 3.0  # scale.onnx: y = x * FACTOR
 SESSION_COOKIE = "ferry_session"  # what POST /api/v1/session sets: the key itself
@@ -818,6 +818,30 @@ def test_audit_shows_key_changes_and_refusals(keyed: Keyed, infer_key: str) -> N
     # Without a valid key, a refusal is counted in the metrics, not written down: anyone
     # could fill the table with them.
     assert ("-", "list_keys", "401") not in found
+
+
+def test_a_flood_of_refusals_is_counted_exactly_through_sigterm(tmp_path: Path) -> None:
+    """Repeated refusals by one key are one row with their count; the repeats still being
+    counted when SIGTERM comes are written before the process exits."""
+    from ferry.registry import connect, default_url
+    from ferry.registry.keys import KeyStore
+
+    keyed = start_keyed(tmp_path, "flood", "--audit-window-s", "3600")
+    n = 200
+    try:
+        _, infer_key = create_key(keyed, "flooder", "infer")
+        with requests.Session() as session:
+            for _ in range(n):
+                answer = session.get(f"{keyed.server.url}/api/v1/keys", headers=bearer(infer_key), timeout=TIMEOUT)
+                assert answer.status_code == 403
+    finally:
+        assert keyed.server.terminate() == 0
+    engine = connect(default_url(keyed.data_dir))
+    try:
+        rows = [e for e in KeyStore(engine).audit(limit=1000) if e.action == "list_keys"]
+    finally:
+        engine.dispose()
+    assert [(e.key_name, e.result, e.count) for e in rows] == [("flooder", "denied", n - 1), ("flooder", "denied", 1)]
 
 
 def test_keys_without_an_api_key_exit_with_1(keyed: Keyed) -> None:

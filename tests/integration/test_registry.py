@@ -70,7 +70,7 @@ def _ready(registry: Registry, model: str, content: bytes = b"weights", filename
 def test_migrate_twice_is_a_noop(engine: Engine) -> None:
     migrate(engine)
     migrate(engine)
-    assert current_revision(engine) == head_revision() == "0003"
+    assert current_revision(engine) == head_revision() == "0004"
     assert set(inspect(engine).get_table_names()) == TABLES
     # The migration creates exactly the schema the code declares.
     with engine.connect() as connection:

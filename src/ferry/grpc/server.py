@@ -21,7 +21,7 @@ from ferry.grpc.servicer import SERVICE, InferenceServicer
 
 if TYPE_CHECKING:
     from ferry.dataplane import DataPlane
-    from ferry.registry.keys import KeyStore
+    from ferry.security.audit_writer import AuditWriter
     from ferry.security.auth import Authenticator
     from ferry.settings import Settings
     from ferry.tracing import InferTracing
@@ -54,11 +54,11 @@ class GrpcServer:
         plane: DataPlane,
         auth: Authenticator | None = None,
         tracing: InferTracing | None = None,
-        audit_store: Callable[[], KeyStore | None] = lambda: None,
+        audit: AuditWriter | None = None,
     ) -> None:
         self._settings = settings
         self._plane = plane
-        self._servicer = InferenceServicer(plane, settings, auth, tracing, audit_store)
+        self._servicer = InferenceServicer(plane, settings, auth, tracing, audit)
         self._server: grpc.aio.Server | None = None
         self._health: _Health | None = None
         self._watcher: asyncio.Task[None] | None = None

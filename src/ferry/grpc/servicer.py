@@ -22,13 +22,13 @@ from ferry.http.access import incoming_id
 from ferry.http.errors import INTERNAL_ERROR, is_server_fault
 from ferry.logs import REQUEST_ID, one_line
 from ferry.requestinfo import RequestInfo
-from ferry.security.audit import AuditEvent, utcnow, write_later
+from ferry.security.audit import AuditEvent, utcnow
 from ferry.security.auth import presented_key
 from ferry.security.keys import ApiKey, Scope
 
 if TYPE_CHECKING:
     from ferry.dataplane import DataPlane
-    from ferry.registry.keys import KeyStore
+    from ferry.security.audit_writer import AuditWriter
     from ferry.security.auth import Authenticator
     from ferry.settings import Settings
     from ferry.tracing import InferTracing
@@ -51,12 +51,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         settings: Settings,
         auth: Authenticator | None = None,
         tracing: InferTracing | None = None,
-        audit_store: Callable[[], KeyStore | None] = lambda: None,
+        audit: AuditWriter | None = None,
     ) -> None:
         self._plane = plane
         self._auth = auth
         self._tracing = tracing
-        self._audit_store = audit_store
+        self._audit_writer = audit
         self._access_log = settings.access_log
         self._limit = settings.max_body_bytes
         self._codec = GrpcCodec(settings.max_tensor_elements)
@@ -309,12 +309,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self, method: str, model: str, key: ApiKey | None, status: int, context: grpc.aio.ServicerContext
     ) -> None:
         """Load and unload, and refused attempts at them by a valid key (as over REST)."""
-        store = self._audit_store()
-        if store is None or (key is None and self._auth is not None):
+        if self._audit_writer is None or (key is None and self._auth is not None):
             return
         denied = status in (401, 403, 429)
-        write_later(
-            store,
+        self._audit_writer.submit(
             AuditEvent(
                 at=utcnow(),
                 key_id=key.key_id if key else None,
@@ -326,6 +324,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 status=status,
                 result="ok" if status < 400 else "denied" if denied else "failed",
                 client=_peer_host(context.peer()),
+                model=one_line(model) or None,
             ),
         )
 

@@ -30,6 +30,7 @@ from ferry.http.headers import SecurityHeaders
 from ferry.http.infer import InferEndpoints
 from ferry.http.scopes import check_declared, requires
 from ferry.manager import ModelManager
+from ferry.security.audit_writer import AuditWriter
 from ferry.security.auth import Authenticator
 from ferry.security.keys import Scope as KeyScope
 from ferry.settings import Settings
@@ -83,9 +84,21 @@ def create_app(
         return audit if audit is not None else auth.store if auth is not None else None
 
     api.state.audit_store = audit_store
+    # Started and closed (every row written) by the lifespan. None: no trail to keep.
+    api.state.audit_writer = audit_writer = (
+        AuditWriter(
+            audit_store,
+            window_s=settings.audit_window_s,
+            queue_size=settings.audit_queue_size,
+            retention_days=settings.audit_retention_days,
+            max_rows=settings.audit_max_rows,
+        )
+        if audit is not None or auth is not None
+        else None
+    )
     routes: list[BaseRoute] = api.state.routes
     check_declared(routes)
-    app: ASGIApp = Gate(api, routes, auth, audit_store)
+    app: ASGIApp = Gate(api, routes, auth, audit_writer)
     if models.registry is not None:
         from ferry.http.uploads import UploadLimit
 
@@ -148,6 +161,9 @@ def _create_api(
                 # Keys are read before the first request is served; the models load meanwhile.
                 await asyncio.to_thread(auth.start)
                 background.append(asyncio.create_task(auth.refresh_forever()))
+            writer: AuditWriter | None = app.state.audit_writer
+            if writer is not None:
+                writer.start()
             yield
         finally:
             for task in background:
@@ -157,6 +173,9 @@ def _create_api(
             # Other transports (gRPC) finish their calls while the models still serve.
             for stop in app.state.before_drain:
                 await stop()
+            if app.state.audit_writer is not None:
+                # Every request is answered: write what they left, open windows included.
+                await asyncio.to_thread(app.state.audit_writer.close)
             await models.close(settings.graceful_timeout_s)
             app.state.dataplane.close()
             if tracing is not None:

@@ -5,7 +5,6 @@ audit trail. The inference endpoints check their key themselves (``InferEndpoint
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.routing import BaseRoute, Match
@@ -15,13 +14,13 @@ from ferry.errors import FerryError
 from ferry.http.errors import error_headers, error_response
 from ferry.http.scopes import declared_scope
 from ferry.logs import one_line
-from ferry.security.audit import AuditEvent, utcnow, write_later
+from ferry.security.audit import AuditEvent, utcnow
 from ferry.security.auth import Authenticator
 from ferry.security.keys import ApiKey
 from ferry.security.keys import Scope as KeyScope
 
 if TYPE_CHECKING:
-    from ferry.registry.keys import KeyStore
+    from ferry.security.audit_writer import AuditWriter
 
 _READS = {"GET", "HEAD", "OPTIONS"}
 _CONTROL = {KeyScope.DEPLOY, KeyScope.ADMIN}
@@ -33,12 +32,12 @@ class Gate:
         app: ASGIApp,
         routes: list[BaseRoute],
         auth: Authenticator | None,
-        audit_store: Callable[[], KeyStore | None],
+        audit: AuditWriter | None,
     ) -> None:
         self.app = app
         self._routes = routes
         self._auth = auth
-        self._audit_store = audit_store
+        self._audit = audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -97,11 +96,12 @@ class Gate:
             # No valid key: anyone can send these, as fast as they like, so they are
             # counted (ferry_auth_denied_requests_total) rather than each written down.
             return
-        store = self._audit_store()
-        if store is None:
+        if self._audit is None:
             return
         state = scope.get("state", {})
         client = scope.get("client")
+        # The path names the model, or (creating a model) the route put it in the state.
+        model = params.get("name") or state.get("audit_model")
         event = AuditEvent(
             at=utcnow(),
             key_id=key.key_id if key else None,
@@ -113,8 +113,9 @@ class Gate:
             status=status,
             result="ok" if status < 400 else "denied" if denied else "failed",
             client=client[0] if client else "",
+            model=one_line(str(model)) if model else None,
         )
-        write_later(store, event)
+        self._audit.submit(event)  # written by the AuditWriter's thread, never here
 
 
 def _target(params: dict[str, Any]) -> str:

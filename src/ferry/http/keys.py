@@ -18,11 +18,14 @@ from ferry.http import docs
 from ferry.http.fields import PlainText
 from ferry.http.scopes import requires
 from ferry.security.audit import AuditEvent, utcnow
+from ferry.security.audit_writer import AuditWriter
 from ferry.security.auth import Authenticator
 from ferry.security.keys import ApiKey, Scope, parse_expiry, parse_scopes
 from ferry.security.ratelimit import parse_rate
 
 router = APIRouter(prefix="/api/v1", tags=["security"])
+
+FLUSH_TIMEOUT_S = 5.0  # a read of the trail waits this long at most for queued rows
 
 KeyId = Annotated[str, PathParam(description="The key's id (not its secret)", examples=["3f9c0a1b2c4d"])]
 
@@ -85,8 +88,17 @@ class AuditOut(BaseModel):
     method: str
     path: str
     status: int
-    result: str = Field(description="ok, denied (401/403/429) or failed", examples=["ok"])
+    result: str = Field(
+        description="ok, denied (401/403/429), failed, or dropped (events the full queue only counted)",
+        examples=["ok"],
+    )
     client: str
+    count: int = Field(
+        description="How many attempts this row stands for: repeats of a refused or failed attempt by one key "
+        'on one action are aggregated per window ("(various)": a detail that differed between them)',
+        examples=[1],
+    )
+    model: str | None = Field(description="The model the action was about; null: none (keys)", examples=["digits"])
 
     @classmethod
     def of(cls, event: AuditEvent) -> AuditOut:
@@ -108,12 +120,29 @@ def _unrestricted(request: Request) -> None:
         raise Forbidden("a key limited to some models or to a rate cannot manage keys")
 
 
-@router.get("/keys", summary="List API keys (never their secrets)")
+def _models_of(request: Request) -> frozenset[str] | None:
+    """The models the request's key is limited to; None: every model."""
+    key: ApiKey | None = getattr(request.state, "key", None)
+    return key.models if key is not None else None
+
+
+def _within(key: ApiKey, models: frozenset[str] | None) -> bool:
+    """Whether ``key`` can do nothing outside ``models``: an admin key limited to some
+    models sees only such keys (its own among them), never an unlimited one."""
+    return models is None or (key.models is not None and key.models <= models)
+
+
+@router.get(
+    "/keys",
+    summary="List API keys (never their secrets)",
+    description="An admin key limited to some models sees only the keys limited to some of those models.",
+)
 @requires(Scope.ADMIN)
 async def list_keys(request: Request) -> list[KeyOut]:
     store = _auth(request).store
     assert store is not None
-    return [KeyOut.of(key) for key in await asyncio.to_thread(store.all)]
+    models = _models_of(request)
+    return [KeyOut.of(key) for key in await asyncio.to_thread(store.all) if _within(key, models)]
 
 
 @router.post("/keys", status_code=201, summary="Create an API key", description="The answer holds the key once.")
@@ -160,7 +189,11 @@ async def revoke_key(key_id: KeyId, request: Request) -> KeyOut:
     return KeyOut.of(key)
 
 
-@router.get("/audit", summary="The audit trail, newest first")
+@router.get(
+    "/audit",
+    summary="The audit trail, newest first",
+    description="An admin key limited to some models sees only the rows about those models.",
+)
 @requires(Scope.ADMIN)
 async def audit(
     request: Request,
@@ -179,5 +212,14 @@ async def audit(
             since = since.astimezone(UTC) if since.tzinfo is not None else since.replace(tzinfo=UTC)
         except OverflowError:
             raise InvalidInput(f"since {since.isoformat()} is out of range") from None
-    events = await asyncio.to_thread(store.audit, limit, action, key_id, target, result, since)
-    return [AuditOut.of(event) for event in events]
+    writer: AuditWriter | None = request.app.state.audit_writer
+    models = _models_of(request)
+
+    def read() -> list[AuditEvent]:
+        if writer is not None:
+            # What this process has queued so far is in the answer (not repeats still
+            # being counted in an open window: they are written when it closes).
+            writer.flush(FLUSH_TIMEOUT_S)
+        return store.audit(limit, action, key_id, target, result, since, models)
+
+    return [AuditOut.of(event) for event in await asyncio.to_thread(read)]

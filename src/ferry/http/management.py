@@ -203,7 +203,7 @@ async def list_models(request: Request, source: Source, manager: Manager) -> lis
 @router.post("/models", status_code=201, summary="Create a model", responses=ERRORS)
 @requires(Scope.DEPLOY)
 async def create_model(body: NewModel, request: Request, source: Source, manager: Manager) -> ModelOut:
-    request.state.audit_target = body.name
+    request.state.audit_target = request.state.audit_model = body.name
     # The Gate checked the key's model list against the path; this name is in the body.
     key = getattr(request.state, "key", None)
     if key is not None and not key.may_use(body.name):

@@ -3,11 +3,12 @@ database accepts the same keys, and the audit trail: control-plane actions, newe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import CursorResult, Engine, delete, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.errors import InvalidInput, NotFound
@@ -19,6 +20,7 @@ from ferry.security.keys import ApiKey, Scope, new_secret
 
 MAX_NAME = 128
 KEYS_LOCK = 0x46455252_0003  # pg_advisory_xact_lock key: "FERR" + 3
+PRUNE_CHUNK = 5000  # audit rows deleted per transaction
 
 
 def _key(row: ApiKeyRow) -> ApiKey:
@@ -140,21 +142,37 @@ class KeyStore:
     # -- audit ----------------------------------------------------------------------
 
     def record(self, event: AuditEvent) -> None:
+        self.record_many([event])
+
+    def record_many(self, events: Sequence[AuditEvent]) -> None:
+        """In one transaction (the AuditWriter's batches)."""
         with self._write() as session:
-            session.add(
-                AuditRow(
-                    at=event.at,
-                    key_id=event.key_id,
-                    key_name=event.key_name[:MAX_NAME],
-                    action=event.action[:64],
-                    target=event.target[:255],
-                    method=event.method[:8],
-                    path=event.path[:1024],
-                    status=event.status,
-                    result=event.result[:16],
-                    client=event.client[:64],
-                )
-            )
+            session.add_all(_audit_row(event) for event in events)
+
+    def prune_audit(self, older_than: datetime | None = None, keep_rows: int | None = None) -> int:
+        """Delete audit rows from before ``older_than`` and all but the newest ``keep_rows``;
+        the number deleted. In chunks, so no transaction holds the write lock for long."""
+        cutoff_id = None
+        if keep_rows is not None:
+            with self._sessions() as session:
+                newest_dropped = select(AuditRow.id).order_by(AuditRow.id.desc()).offset(keep_rows).limit(1)
+                cutoff_id = session.scalar(newest_dropped)
+        conditions = []
+        if older_than is not None:
+            conditions.append(AuditRow.at < older_than)
+        if cutoff_id is not None:
+            conditions.append(AuditRow.id <= cutoff_id)
+        if not conditions:
+            return 0
+        deleted = 0
+        while True:
+            chunk = select(AuditRow.id).where(or_(*conditions)).order_by(AuditRow.id).limit(PRUNE_CHUNK)
+            with self._write() as session:
+                statement = delete(AuditRow).where(AuditRow.id.in_(chunk)).execution_options(synchronize_session=False)
+                done = cast(CursorResult[Any], session.execute(statement)).rowcount
+            deleted += done
+            if done < PRUNE_CHUNK:
+                return deleted
 
     def audit(
         self,
@@ -164,8 +182,9 @@ class KeyStore:
         target: str | None = None,
         result: str | None = None,
         since: datetime | None = None,
+        models: Collection[str] | None = None,
     ) -> list[AuditEvent]:
-        """Newest first."""
+        """Newest first; with ``models``, only the rows about those models."""
         query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
         for column, value in (
             (AuditRow.action, action),
@@ -177,6 +196,8 @@ class KeyStore:
                 query = query.where(column == value)
         if since is not None:
             query = query.where(AuditRow.at >= since)
+        if models is not None:
+            query = query.where(AuditRow.model.in_(sorted(models)))
         with self._sessions() as session:
             return [
                 AuditEvent(
@@ -190,6 +211,8 @@ class KeyStore:
                     row.status,
                     row.result,
                     row.client,
+                    row.count,
+                    row.model,
                 )
                 for row in session.scalars(query)
             ]
@@ -199,3 +222,20 @@ class KeyStore:
         with self._sessions() as session, session.begin():
             session.connection(execution_options={WRITE: True})  # SQLite: BEGIN IMMEDIATE
             yield session
+
+
+def _audit_row(event: AuditEvent) -> AuditRow:
+    return AuditRow(
+        at=event.at,
+        key_id=event.key_id,
+        key_name=event.key_name[:MAX_NAME],
+        action=event.action[:64],
+        target=event.target[:255],
+        method=event.method[:8],
+        path=event.path[:1024],
+        status=event.status,
+        result=event.result[:16],
+        client=event.client[:64],
+        count=event.count,
+        model=event.model[:MAX_NAME] if event.model is not None else None,
+    )

@@ -171,7 +171,9 @@ class ApiKeyRow(Base):
 
 
 class AuditRow(Base):
-    """One control-plane action, allowed or refused. Rows are only ever added."""
+    """One control-plane action, allowed or refused, or ``count`` repeats of an attempt
+    that changed nothing (ferry.security.audit_writer). Rows are only ever added, and
+    deleted by retention."""
 
     __tablename__ = "audit_events"
 
@@ -186,3 +188,7 @@ class AuditRow(Base):
     status: Mapped[int] = mapped_column(Integer)
     result: Mapped[str] = mapped_column(String(16))
     client: Mapped[str] = mapped_column(String(64), default="")
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # The model the action was about (NULL: none, e.g. keys): what a key limited to some
+    # models may read of the trail.
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)

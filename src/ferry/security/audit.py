@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from ferry.registry.keys import KeyStore
-
-log = logging.getLogger("ferry.audit")
+# Written in place of a detail (target, path, client, model) that differed between the
+# attempts one aggregated row counts.
+VARIOUS = "(various)"
 
 
 def utcnow() -> datetime:
@@ -28,17 +24,13 @@ class AuditEvent:
     method: str
     path: str
     status: int
-    result: str  # ok, denied (401/403/429) or failed
+    result: str  # ok, denied (401/403/429), failed, or dropped (see AuditWriter)
     client: str  # the client's address
+    count: int = 1  # attempts this row stands for (repeated refusals are aggregated)
+    model: str | None = None  # the model the action was about; None: none (keys, the audit)
 
-
-def write_later(store: KeyStore, event: AuditEvent) -> None:
-    """Write ``event`` in a worker thread, after the answer: the audit write never delays
-    it. A failed write is logged."""
-    task = asyncio.get_running_loop().run_in_executor(None, store.record, event)
-    task.add_done_callback(_log_failure)
-
-
-def _log_failure(future: asyncio.Future[None]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.error("could not write an audit event: %s", future.exception())
+    @property
+    def changed_nothing(self) -> bool:
+        """Refused, or failed on the client's input: such attempts are aggregated, as any
+        valid key can repeat them as fast as it likes."""
+        return self.result == "denied" or (self.result == "failed" and self.status < 500)

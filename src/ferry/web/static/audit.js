@@ -9,7 +9,7 @@ const filters = {
   action: el("input", { id: "f-action", placeholder: "e.g. set_traffic", autocomplete: "off" }),
   key_id: el("input", { id: "f-key", placeholder: "key id", autocomplete: "off" }),
   target: el("input", { id: "f-target", placeholder: "e.g. digits", autocomplete: "off" }),
-  result: el("select", { id: "f-result" }, ["", "ok", "denied", "failed"].map((r) => el("option", { value: r }, r || "any"))),
+  result: el("select", { id: "f-result" }, ["", "ok", "denied", "failed", "dropped"].map((r) => el("option", { value: r }, r || "any"))),
 };
 const labels = { action: "Action", key_id: "Key", target: "Target", result: "Result" };
 const form = el(
@@ -21,7 +21,7 @@ const form = el(
 clear(
   main,
   el("h1", {}, "Audit trail"),
-  el("p", { class: "lead" }, "Who changed what, newest first: uploads, stages, traffic, rollbacks, keys, and attempts that were refused."),
+  el("p", { class: "lead" }, "Who changed what, newest first: uploads, stages, traffic, rollbacks, keys, and attempts that were refused (repeats by one key are counted in one row)."),
   el("section", { class: "card" }, form),
   status,
   el("section", { class: "card" }, list),
@@ -42,7 +42,7 @@ async function load() {
       clear(list, el("p", { class: "empty" }, "No events match."));
       return;
     }
-    const heads = ["When", "Key", "Action", "Target", "Request", "Result", "Client"];
+    const heads = ["When", "Key", "Action", "Target", "Request", "Result", "Count", "Client"];
     clear(
       list,
       el("table", {},
@@ -54,6 +54,7 @@ async function load() {
           el("td", { class: "mono" }, e.target),
           el("td", { class: "mono" }, `${e.method} ${e.path}`),
           el("td", {}, badge(e.result, e.result === "ok" ? "ready" : e.result), el("span", { class: "hint" }, ` ${e.status}`)),
+          el("td", { class: "num" }, String(e.count)),
           el("td", { class: "mono" }, e.client),
         ))),
       ),
