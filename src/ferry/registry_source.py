@@ -96,6 +96,11 @@ class RegistrySource:
     def materialise(self, version: Version) -> tuple[ModelSource, VersionSource]:
         """``<data dir>/serving/<model>/<number>/<original file name>``: artifacts are stored
         by digest without a suffix, and the runtimes pick their loader by suffix."""
+        stored = ModelConfig.model_validate(version.config) if version.config else ModelConfig()
+        # Whatever a stored config says about trust (older releases let uploads set it),
+        # the server's policy decides.
+        config = self.trust.apply(version.model, stored)
+        self.trust.check_runtime(version.model, config.runtime or RUNTIME_BY_SUFFIX[Path(version.filename).suffix])
         path = self.serving_dir / version.model / str(version.number) / version.filename
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,10 +112,6 @@ class RegistrySource:
                 with self.store.open(version.artifact_digest) as src, temp.open("wb") as dst:
                     shutil.copyfileobj(src, dst)
             os.replace(temp, path)
-        stored = ModelConfig.model_validate(version.config) if version.config else ModelConfig()
-        # Whatever a stored config says about trust (older releases let uploads set it),
-        # the server's policy decides.
-        config = self.trust.apply(version.model, stored)
         source = ModelSource(version.model, [VersionSource(version.number, path)], config)
         return source, source.versions[0]
 

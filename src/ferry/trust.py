@@ -1,9 +1,14 @@
-"""Who decides that a model file may run code as it loads. Pickle/joblib files, and
-.skops files holding types skops does not trust by default, can execute anything in the
-server. Trusting them is the operator's decision, made where only the operator can make
-it: a config.yaml on the server's own disk (``ferry serve``), or ``ferry server``'s
-``--trust-model``/``--trust-type``. An upload's config.yaml never can: its ``trusted``
-keys are refused, and any that older releases stored are ignored."""
+"""Who decides that a model file may run code as it loads or serves. Pickle/joblib
+files, .skops files holding types skops does not trust by default, TorchScript (.pt) and
+torch.export (.pt2) programs can execute anything in the server: a PyTorch program is
+code, and torch's operators include ones that read any file the server can
+(``torch.from_file``), so its answers could carry the server's secrets.
+
+Trusting them is the operator's decision, made where only the operator can make it: the
+files and config.yaml on the server's own disk (``ferry serve``: pickles still need
+``trusted: true``), or ``ferry server``'s ``--trust-model``/``--trust-type`` for uploads.
+An upload's config.yaml never can: its ``trusted`` keys are refused, and any that older
+releases stored are ignored."""
 
 from __future__ import annotations
 
@@ -11,6 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ferry.config import ModelConfig
+from ferry.errors import ConfigError
+
+# Runtimes whose files are programs: an uploaded one serves only under --trust-model.
+CODE_RUNTIMES = {"torch": "a PyTorch program (.pt, .pt2)", "python": "a Python file"}
 
 
 @dataclass(frozen=True)
@@ -30,10 +39,19 @@ class TrustPolicy:
         stored config says."""
         return config.model_copy(update={"trusted": model in self.models, "trusted_types": list(self.types)})
 
+    def check_runtime(self, model: str, runtime: str) -> None:
+        """Refuse to load an uploaded program unless the operator trusts ``model``."""
+        what = CODE_RUNTIMES.get(runtime)
+        if what is not None and model not in self.models:
+            raise ConfigError(
+                f"refusing to load {what}: its code runs in the server and can read the server's "
+                "files. Only the server's operator can allow it: ferry server --trust-model NAME."
+            )
+
     def describe(self) -> str:
         parts = []
         if self.models:
-            parts.append(f"pickles and any .skops type for models {', '.join(sorted(self.models))}")
+            parts.append(f"pickles, PyTorch programs and any .skops type for models {', '.join(sorted(self.models))}")
         if self.types:
             parts.append(f".skops types {', '.join(self.types)} for every model")
         return "; ".join(parts)

@@ -155,3 +155,65 @@ def test_the_policy_overrides_whatever_a_config_says() -> None:
     assert policy.apply("b", claimed).trusted is False
     assert policy.apply("b", claimed).trusted_types == ["numpy.float64"]
     assert policy.apply("a", ModelConfig()).trusted is True
+
+
+def file_reading_torchscript(path: Path, secret: Path) -> Path:
+    """A TorchScript program that answers every request with the bytes of ``secret``."""
+    import torch
+
+    class Reader(torch.nn.Module):
+        def __init__(self, target: str) -> None:
+            super().__init__()
+            self.target = target
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.from_file(self.target, size=8, dtype=torch.uint8) + x.to(torch.uint8) * 0
+
+    torch.jit.script(Reader(str(secret))).save(str(path))
+    return path
+
+
+_READER_CONFIG = (
+    "inputs: [{name: x, datatype: UINT8, shape: [8]}]\n"
+    "outputs: [{name: y, datatype: UINT8, shape: [8]}]\n"
+    "max_batch_size: 0\n"
+)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_an_uploaded_pytorch_program_cannot_read_the_servers_files(
+    untrusting: tuple[TestClient, RegistrySource], tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    client, source = untrusting
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"TOPSECRET")
+    answer = _post(client, "reader", file_reading_torchscript(tmp_path / "model.pt", secret), _READER_CONFIG)
+    assert answer["status"] == 201 and answer["state"] == "failed", answer
+    assert "PyTorch program" in answer["failure_reason"] and "--trust-model" in answer["failure_reason"], answer
+    assert not (source.serving_dir / "reader").exists()  # never even laid out
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_the_operator_may_trust_an_uploaded_pytorch_program(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"operator")
+    for client, _ in _serving(tmp_path, TrustPolicy.of(models=["reader"])):
+        program = file_reading_torchscript(tmp_path / "model.pt", secret)
+        assert _post(client, "reader", program, _READER_CONFIG)["state"] == "ready"
+        client.put("/api/v1/models/reader/stages/production", json={"version": 1})
+        wait_ready(client)
+        zeros = {"name": "x", "datatype": "UINT8", "shape": [8], "data": [0] * 8}
+        answer = client.post("/v2/models/reader/infer", json={"inputs": [zeros]})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["outputs"][0]["data"] == list(b"operator")
+
+
+def test_an_upload_cannot_make_a_file_load_as_python(
+    untrusting: tuple[TestClient, RegistrySource], tmp_path: Path
+) -> None:
+    client, _ = untrusting
+    answer = _post(client, "iris", iris_joblib(tmp_path / "model.onnx"), "runtime: python\n")
+    assert answer["status"] == 201 and answer["state"] == "failed", answer
+    assert "Python file" in answer["failure_reason"], answer
