@@ -19,7 +19,9 @@ STAGE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 # Versions are 64-bit integers in the registry (PostgreSQL BIGINT).
 MAX_VERSION = 2**63 - 1
 _MAX_VERSION_DIGITS = len(str(MAX_VERSION))
-MAX_FILE_NAME = 255
+# File systems limit a name to 255 bytes, not characters, and the server lays an upload
+# out under its name plus a temporary prefix and suffix: 200 bytes of UTF-8 leave room.
+MAX_FILE_NAME_BYTES = 200
 # Control (Cc) and format (Cf: zero-width characters, the right-to-left override U+202E)
 # characters and line and paragraph separators (Zl, Zp): no name needs them, and they
 # make a name display as something else.
@@ -65,14 +67,15 @@ def hidden_character(text: str) -> str | None:
 
 
 def check_file_name(name: str) -> str:
-    """``name`` if it can be an uploaded file's name: a name, not a path, of at most 255
-    characters, and nothing hidden in it. InvalidInput (400) says what is wrong."""
+    """``name`` if it can be an uploaded file's name: a name, not a path, of at most 200
+    bytes of UTF-8, and nothing hidden in it. InvalidInput (400) says what is wrong."""
     if not name or name in {".", ".."}:
         raise InvalidInput("the file needs a name (for example model.onnx)")
     if "/" in name or "\\" in name:
         raise InvalidInput(f"the file name must be a name, not a path: {name!r}")
-    if len(name) > MAX_FILE_NAME:
-        raise InvalidInput(f"the file name has {len(name)} characters; the limit is {MAX_FILE_NAME}")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_FILE_NAME_BYTES:
+        raise InvalidInput(f"the file name is {size} bytes long in UTF-8; the limit is {MAX_FILE_NAME_BYTES}")
     char = hidden_character(name)
     if char is not None:
         raise InvalidInput(

@@ -225,6 +225,8 @@ def _call(server: Server, method: str, path: str, headers: dict[str, str]) -> in
         kwargs["json"] = BODY if path.endswith("/infer") else {"instances": [[1.0, 2.0, 3.0, 4.0]]}
     elif method in ("POST", "PUT"):
         kwargs["json"] = {}
+    if (method, path) == ("DELETE", "/api/v1/session"):  # sign-out: no key, only the CSRF header
+        kwargs["headers"] = {**headers, "X-Ferry-CSRF": "1"}
     return server.client.request(method, path, **kwargs).status_code  # type: ignore[arg-type]
 
 
@@ -517,7 +519,10 @@ def test_login_page_and_session_cookie(server: Server) -> None:
     # An explicit key wins over the cookie.
     assert client.get("/api/v1/models/scale", headers=_headers(server, "read")).status_code == 200
 
-    assert client.delete("/api/v1/session").status_code == 204
+    cross_site = client.delete("/api/v1/session")
+    assert cross_site.status_code == 403 and "X-Ferry-CSRF" in cross_site.json()["error"]
+    assert client.cookies.get("ferry_session") == session
+    assert client.delete("/api/v1/session", headers={"X-Ferry-CSRF": "1"}).status_code == 204
     assert client.cookies.get("ferry_session") is None
     assert (
         client.put("/api/v1/models/scale/stages/canary", json=stage, headers={"X-Ferry-CSRF": "1"}).status_code == 401

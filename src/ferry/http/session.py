@@ -11,11 +11,11 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from ferry.errors import InvalidInput, Unauthorized
+from ferry.errors import Forbidden, InvalidInput, Unauthorized
 from ferry.http.docs_page import APP_CSP, page, root_path
 from ferry.http.scopes import requires
 from ferry.security.audit import utcnow
-from ferry.security.auth import SESSION_COOKIE, Authenticator, credentials
+from ferry.security.auth import CSRF_HEADER, SESSION_COOKIE, Authenticator, credentials
 from ferry.security.keys import ApiKey, Scope
 
 router = APIRouter()
@@ -115,6 +115,9 @@ def _session_out(key: ApiKey) -> SessionOut:
 @router.delete("/api/v1/session", status_code=204, tags=["security"], summary="Sign out: clear the session cookie")
 @requires(None)
 async def delete_session(request: Request) -> Response:
+    # Signing someone out is a change too: a cross-site page cannot add this header.
+    if CSRF_HEADER not in request.headers:
+        raise Forbidden(f"signing out needs the {CSRF_HEADER} header")
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/", secure=request.url.scheme == "https", httponly=True)
     return response
