@@ -66,7 +66,24 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MB",
         help="memory an upload's validation may use, plus 4x the file's size (default 2048)",
     )
+    server.add_argument(
+        "--no-migrate",
+        dest="migrate",
+        action="store_false",
+        default=None,
+        help="do not migrate the database at start: wait for `ferry migrate` (cluster nodes; FERRY_MIGRATE=false)",
+    )
     _server_options(server)
+    migrate = commands.add_parser(
+        "migrate",
+        help="bring the registry database to this release's schema, then exit",
+        description="Migrate the registry database (SQLite in the data directory, or FERRY_DATABASE_URL) "
+        "to this release's schema and exit: run it once per upgrade (a Helm hook Job) and start the "
+        "nodes with --no-migrate. Safe to run twice or from several places at once.",
+    )
+    migrate.add_argument(
+        "--data-dir", type=Path, default=None, help="the data directory (default ./ferry-data; FERRY_DATA_DIR)"
+    )
     _client_commands(commands)
     return parser
 
@@ -176,6 +193,13 @@ def _key_commands(
     create.add_argument("--expires", default=None, help="e.g. 30d, 12h or an ISO 8601 time")
     revoke = actions.add_parser("revoke", help="revoke a key: it stops working at once")
     revoke.add_argument("key_id", metavar="ID")
+    actions.add_parser(
+        "generate",
+        help="print a new key's text, stored nowhere: for FERRY_BOOTSTRAP_ADMIN_KEY",
+        description="Print a new key's text without storing it anywhere, e.g. for a Kubernetes Secret "
+        "that FERRY_BOOTSTRAP_ADMIN_KEY(_FILE) reads: the first start on an empty database makes it "
+        "the first admin key.",
+    )
 
     audit = commands.add_parser(
         "audit",
@@ -319,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "server":
         return _server(args)
+    if args.command == "migrate":
+        return _migrate(args)
     if args.command == "traffic":
         if args.clear:
             if args.weights or args.shadow:
@@ -373,6 +399,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             "audit_retention_days": args.audit_retention_days,
             "audit_max_rows": args.audit_max_rows,
             "data_dir": getattr(args, "data_dir", None),
+            "migrate": getattr(args, "migrate", None),
             "trusted_models": getattr(args, "trusted_models", None),
             "trusted_types": getattr(args, "trusted_types", None),
             "validation_memory_mb": getattr(args, "validation_memory_mb", None),
@@ -403,9 +430,35 @@ def _server(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if _refused(settings):
         return 2
+    from ferry.errors import ConfigError
     from ferry.server import serve_registry
 
-    serve_registry(settings)
+    try:
+        serve_registry(settings)
+    except ConfigError as exc:  # e.g. the schema never came (--no-migrate)
+        print(f"ferry: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from ferry.registry import connect, default_url, migrate
+    from ferry.registry.db import current_revision
+    from ferry.settings import Settings
+
+    settings = Settings(**({"data_dir": args.data_dir} if args.data_dir is not None else {}))
+    engine = connect(settings.database_url or default_url(settings.data_dir))
+    try:
+        before = current_revision(engine)
+        migrate(engine)
+        after = current_revision(engine)
+    except Exception as exc:
+        print(f"ferry: cannot migrate {engine.url.render_as_string()}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    change = "already at" if before == after else f"migrated from {before or 'an empty database'} to"
+    print(f"{engine.url.render_as_string()}: {change} schema {after}")
     return 0
 
 

@@ -21,6 +21,11 @@ if TYPE_CHECKING:
 
 def keys(args: argparse.Namespace) -> int:
     action = args.keys_action or "list"
+    if action == "generate":  # no server, no database: the text of a key nobody holds yet
+        from ferry.security.keys import new_secret
+
+        print(new_secret().text)
+        return 0
     if args.data_dir is not None:
         answer = _offline(args, action)
     elif action == "create":

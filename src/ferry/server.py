@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ferry.grpc.server import GrpcServer
     from ferry.registry.keys import KeyStore
     from ferry.registry_source import RegistrySource
+    from ferry.security.keys import NewSecret
     from ferry.sources import DirectorySource
 
 
@@ -102,11 +103,20 @@ def serve_registry(settings: Settings) -> None:
 
 
 def open_database(settings: Settings) -> Engine:
-    """Connect to the registry database and migrate it to this release's schema."""
+    """Connect to the registry database and migrate it to this release's schema, or, with
+    migrate off (cluster nodes), wait until ``ferry migrate`` has."""
     from ferry.registry import connect, default_url, migrate
+    from ferry.registry.db import SchemaNotReady, wait_for_schema
 
     engine = connect(settings.database_url or default_url(settings.data_dir))
-    migrate(engine)
+    if settings.migrate:
+        migrate(engine)
+        return engine
+    try:
+        wait_for_schema(engine, settings.schema_wait_s, log=logging.getLogger("ferry").warning)
+    except SchemaNotReady as exc:
+        engine.dispose()
+        raise ConfigError(str(exc)) from None
     return engine
 
 
@@ -140,6 +150,7 @@ def authenticator(settings: Settings, open_store: Callable[[], KeyStore]) -> Aut
         settings.poll_interval_s,
         first_key=lambda key: announce_first_key(key, settings),
         keys_exist=lambda: announce_sign_in(settings),
+        bootstrap=bootstrap_key(settings),
     )
 
 
@@ -196,6 +207,30 @@ def check_security(settings: Settings) -> None:
             f"refusing to run without API keys on {settings.host}: anyone who can reach it could "
             "deploy models. Bind to 127.0.0.1 (--host 127.0.0.1) or drop --no-auth."
         )
+    bootstrap_key(settings)
+
+
+def bootstrap_key(settings: Settings) -> NewSecret | None:
+    """The operator's first admin key, from FERRY_BOOTSTRAP_ADMIN_KEY or the file
+    FERRY_BOOTSTRAP_ADMIN_KEY_FILE names (a mounted Kubernetes Secret); ConfigError when
+    it is not a Ferry key."""
+    from ferry.security.keys import given_secret
+
+    if settings.bootstrap_admin_key is not None and settings.bootstrap_admin_key_file is not None:
+        raise ConfigError("set FERRY_BOOTSTRAP_ADMIN_KEY or FERRY_BOOTSTRAP_ADMIN_KEY_FILE, not both")
+    if settings.bootstrap_admin_key_file is not None:
+        try:
+            text = settings.bootstrap_admin_key_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"FERRY_BOOTSTRAP_ADMIN_KEY_FILE: cannot read it: {exc}") from None
+    elif settings.bootstrap_admin_key is not None:
+        text = settings.bootstrap_admin_key.get_secret_value()
+    else:
+        return None
+    try:
+        return given_secret(text)
+    except ValueError as exc:
+        raise ConfigError(f"the bootstrap admin key is {exc}") from None
 
 
 def is_loopback(host: str) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -58,6 +58,14 @@ class Settings(BaseSettings):
         False,
         description="Answer ready once loading has finished even if some models failed to load "
         "(by default a failed model keeps /v2/health/ready at 503).",
+    )
+    bootstrap_admin_key: SecretStr | None = Field(
+        None,
+        description="The first admin key of an empty key table (made with `ferry keys generate`), "
+        "instead of a new one printed on standard output: for clusters.",
+    )
+    bootstrap_admin_key_file: Path | None = Field(
+        None, description="A file holding the bootstrap admin key (a mounted Kubernetes Secret)."
     )
     graceful_timeout_s: float = Field(30.0, ge=0, description="How long SIGTERM waits for in-flight requests.")
     # The audit trail (docs/security.md, "Audit trail")
@@ -118,6 +126,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the registry; default sqlite:///<data_dir>/registry.db."
     )
+    migrate: bool = Field(
+        True,
+        description="Bring the database to this release's schema at start (FERRY_MIGRATE=false or "
+        "--no-migrate: wait for `ferry migrate` to do it, as cluster nodes should).",
+    )
+    schema_wait_s: float = Field(300.0, gt=0, description="With migrate off, how long to wait for the schema.")
     max_upload_bytes: int = Field(4 * 1024**3, ge=1024, description="Larger model uploads get 413.")
     cleanup_grace_s: float = Field(
         600.0,

@@ -3,6 +3,7 @@ stops on SIGTERM, how fast a single model file becomes ready, and its exit codes
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -21,7 +22,7 @@ from tritonclient.utils import InferenceServerException
 from ferry.grpc.protos import grpc_service_pb2 as pb
 from tests.builders import add_sub_onnx, identity_onnx, python_model
 from tests.e2e.grpc_clients import stub
-from tests.e2e.server import Server, ferry_command, free_port, running, start
+from tests.e2e.server import HOST, Server, ferry_command, free_port, running, start, wait_ready
 
 TIMEOUT = 30
 # A liveness bound, not a performance claim: DESIGN.md aims at about two seconds.
@@ -337,3 +338,52 @@ def test_request_of_a_disconnected_client_is_never_computed(tmp_path: Path) -> N
         assert stats["model_stats"][0]["execution_count"] == 2
     finally:
         server.terminate()
+
+
+# -- migrations run once (ferry migrate), nodes wait for them ---------------------------
+
+
+def test_a_node_started_with_no_migrate_waits_for_ferry_migrate(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    log = tmp_path / "node.log"
+    with log.open("wb") as out:
+        argv = ["server", "--data-dir", str(data), "--no-migrate", "--no-auth", "--host", HOST, "--port", str(port)]
+        process = subprocess.Popen(
+            [*ferry_command(), *argv, "--grpc-port", "0"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    node = Server(process, port, log, time.monotonic())
+    try:
+        deadline = time.monotonic() + 60
+        while "waiting for `ferry migrate`" not in node.log():
+            assert node.alive() and time.monotonic() < deadline, node.log()
+            time.sleep(0.1)
+        with pytest.raises(requests.ConnectionError):  # not listening before the schema is there
+            requests.get(f"{node.url}/v2/health/live", timeout=5)
+        migrated = subprocess.run(
+            [*ferry_command(), "migrate", "--data-dir", str(data)], capture_output=True, text=True, timeout=120
+        )
+        assert migrated.returncode == 0, migrated
+        assert "migrated from an empty database to schema" in migrated.stdout
+        wait_ready(node, 60)
+        again = subprocess.run(
+            [*ferry_command(), "migrate", "--data-dir", str(data)], capture_output=True, text=True, timeout=120
+        )
+        assert again.returncode == 0 and "already at schema" in again.stdout, again
+    finally:
+        assert node.terminate() == 0
+
+
+def test_a_node_whose_schema_never_comes_exits_with_2(tmp_path: Path) -> None:
+    argv = ["server", "--data-dir", str(tmp_path / "data"), "--no-migrate", "--no-auth", "--port", str(free_port())]
+    done = subprocess.run(
+        [*ferry_command(), *argv, "--grpc-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FERRY_SCHEMA_WAIT_S": "1"},
+    )
+    assert done.returncode == 2, done
+    assert "after 1 s: run `ferry migrate`" in done.stderr, done

@@ -30,6 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from ferry.grpc.protos import grpc_service_pb2 as pb
+from ferry.security.keys import split
 from tests.builders import identity_onnx, scale_onnx
 from tests.e2e.grpc_clients import stub
 from tests.e2e.server import HOST, Server, ferry_command, free_port, start, start_command
@@ -887,3 +888,47 @@ def test_rescue_key_in_a_stopped_servers_data_dir(tmp_path: Path) -> None:
     typo = ferry("keys", "--data-dir", str(tmp_path / "no-such-dir"), "create", "--name", "x", "--scopes", "admin")
     assert typo.code == 1 and "no Ferry database here" in typo.err
     assert not (tmp_path / "no-such-dir").exists()
+
+
+# -- the bootstrap admin key (clusters) -------------------------------------------------
+
+
+def test_a_bootstrap_admin_key_is_the_first_admin_key_and_is_never_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = ok("keys", "generate").out.strip()
+    assert split(text) is not None
+    secret = tmp_path / "secret" / "admin-key"  # as Kubernetes mounts a Secret's key
+    secret.parent.mkdir()
+    secret.write_text(text + "\n")
+    monkeypatch.setenv("FERRY_BOOTSTRAP_ADMIN_KEY_FILE", str(secret))
+    server = start_command(["server", "--data-dir", str(tmp_path / "data")], tmp_path / "server.log", auth=True)
+    try:
+        listed = requests.get(f"{server.url}/api/v1/keys", headers={"X-API-Key": text}, timeout=TIMEOUT)
+        assert listed.status_code == 200, listed.text
+        assert [(k["name"], k["scopes"], k["created_by"]) for k in listed.json()] == [
+            ("admin", ["admin"], "FERRY_BOOTSTRAP_ADMIN_KEY")
+        ]
+        assert text not in server.log() and "shown this once" not in server.log()
+    finally:
+        assert server.terminate() == 0
+    # A later start with another bootstrap key on the same database changes nothing.
+    other = ok("keys", "generate").out.strip()
+    monkeypatch.setenv("FERRY_BOOTSTRAP_ADMIN_KEY_FILE", str(secret.with_name("other")))
+    secret.with_name("other").write_text(other)
+    server = start_command(["server", "--data-dir", str(tmp_path / "data")], tmp_path / "again.log", auth=True)
+    try:
+        refused = requests.get(f"{server.url}/api/v1/keys", headers={"X-API-Key": other}, timeout=TIMEOUT)
+        assert refused.status_code == 401
+        assert requests.get(f"{server.url}/api/v1/keys", headers={"X-API-Key": text}, timeout=TIMEOUT).ok
+    finally:
+        assert server.terminate() == 0
+
+
+def test_a_bootstrap_admin_key_that_is_no_key_exits_with_2_without_echoing_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    argv = ["server", "--data-dir", str(data), "--port", str(free_port()), "--grpc-port", "0"]
+    result = ferry(*argv, FERRY_BOOTSTRAP_ADMIN_KEY="hunter2-hunter2")
+    assert result.code == 2, result
+    assert "the bootstrap admin key is not a Ferry key" in result.err and "hunter2" not in result.err, result
+    assert not data.exists()

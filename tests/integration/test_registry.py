@@ -532,3 +532,28 @@ def test_migration_0002_starts_history_at_the_current_stages(engine: Engine) -> 
     assert registry.stage_history("digits") == [one]
     with pytest.raises(Conflict, match="no earlier production version"):
         registry.rollback("digits")
+
+
+def test_a_node_that_may_not_migrate_waits_for_the_schema(engine: Engine) -> None:
+    from ferry.registry.db import SchemaNotReady, wait_for_schema
+
+    said: list[str] = []
+    with pytest.raises(SchemaNotReady, match=r"an empty database\), this release needs .* run `ferry migrate`"):
+        wait_for_schema(engine, timeout_s=0.3, interval_s=0.1, log=said.append)
+    assert len(said) == 1 and said[0].startswith("waiting for `ferry migrate`")  # said once, not each look
+    # `ferry migrate` runs elsewhere (a Helm hook Job) while the node waits.
+    migrating = threading.Timer(0.3, migrate, (engine,))
+    migrating.start()
+    wait_for_schema(engine, timeout_s=60, interval_s=0.1)
+    migrating.join()
+    assert current_revision(engine) == head_revision()
+
+
+def test_a_schema_from_a_newer_release_is_refused_at_once(engine: Engine) -> None:
+    from ferry.registry.db import SchemaNotReady, wait_for_schema
+
+    migrate(engine)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+    with pytest.raises(SchemaNotReady, match="at f00d, newer than this release's"):
+        wait_for_schema(engine, timeout_s=60)

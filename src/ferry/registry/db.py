@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # pg_advisory_xact_lock keys: any constant unlikely to clash with another application's.
@@ -100,3 +102,38 @@ def head_revision() -> str | None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return ScriptDirectory.from_config(config).get_current_head()
+
+
+class SchemaNotReady(Exception):
+    """The database is not at this release's schema and this process may not migrate it."""
+
+
+def wait_for_schema(
+    engine: Engine, timeout_s: float, interval_s: float = 1.0, log: Callable[[str], None] | None = None
+) -> None:
+    """Wait until another process (``ferry migrate``, a Helm hook Job) has brought the
+    database to this release's schema. SchemaNotReady after ``timeout_s``, or at once when
+    the database is at a revision this release does not know (a newer release migrated it)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    scripts = ScriptDirectory.from_config(config)
+    head = scripts.get_current_head()
+    known = {script.revision for script in scripts.walk_revisions()}
+    deadline = time.monotonic() + timeout_s
+    said = None
+    while True:
+        try:
+            current: str | None = current_revision(engine)
+            problem = f"the schema is at {current or 'nothing (an empty database)'}, this release needs {head}"
+        except OperationalError as exc:  # the database is not up yet
+            current, problem = None, f"cannot reach the database: {str(exc.orig or exc).strip().splitlines()[0]}"
+        if current == head:
+            return
+        if current is not None and current not in known:
+            raise SchemaNotReady(f"the schema is at {current}, newer than this release's {head}: upgrade Ferry")
+        if time.monotonic() >= deadline:
+            raise SchemaNotReady(f"{problem} after {timeout_s:g} s: run `ferry migrate`")
+        if log is not None and problem != said:
+            log(f"waiting for `ferry migrate`: {problem}")
+            said = problem
+        time.sleep(interval_s)

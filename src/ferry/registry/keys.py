@@ -16,7 +16,7 @@ from ferry.names import hidden_character, is_model_name
 from ferry.registry.db import WRITE
 from ferry.registry.schema import ApiKeyRow, AuditRow, utcnow
 from ferry.security.audit import AuditEvent
-from ferry.security.keys import ApiKey, Scope, new_secret
+from ferry.security.keys import ApiKey, NewSecret, Scope, new_secret
 
 MAX_NAME = 128
 KEYS_LOCK = 0x46455252_0003  # pg_advisory_xact_lock key: "FERR" + 3
@@ -88,15 +88,17 @@ class KeyStore:
             session.flush()
             return _key(row), secret.text
 
-    def create_first_admin(self) -> str | None:
-        """On a database that has never had a key, an admin key's text; else None. Two
-        processes starting at once on one database make one key between them."""
+    def create_first_admin(self, given: NewSecret | None = None) -> str | None:
+        """On a database that has never had a key, make the first admin key: ``given``
+        (the operator's, FERRY_BOOTSTRAP_ADMIN_KEY) or a new one. Its text, or None when
+        keys existed already. Two processes starting at once on one database make one key
+        between them."""
         with self._write() as session:
             if session.get_bind().dialect.name == "postgresql":
                 session.execute(select(func.pg_advisory_xact_lock(KEYS_LOCK)))
             if session.scalar(select(func.count()).select_from(ApiKeyRow)):
                 return None
-            secret = new_secret()
+            secret = given or new_secret()
             session.add(
                 ApiKeyRow(
                     id=secret.key_id,
@@ -106,7 +108,7 @@ class KeyStore:
                     models=None,
                     rate_per_s=None,
                     created_at=utcnow(),
-                    created_by="ferry (first start)",
+                    created_by="FERRY_BOOTSTRAP_ADMIN_KEY" if given else "ferry (first start)",
                 )
             )
             return secret.text

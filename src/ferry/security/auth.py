@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ferry.errors import Forbidden, RateLimited, Unauthorized, Unavailable
 from ferry.security.audit import utcnow
-from ferry.security.keys import ApiKey, Scope, split
+from ferry.security.keys import ApiKey, NewSecret, Scope, split
 from ferry.security.ratelimit import RateLimiter, retry_after_s
 
 if TYPE_CHECKING:
@@ -85,12 +85,15 @@ class Authenticator:
         first_key: Callable[[str], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
         keys_exist: Callable[[], None] | None = None,
+        bootstrap: NewSecret | None = None,
     ) -> None:
         # Opened by start(), in the background: `ferry serve` then imports SQLAlchemy and
         # migrates while its models load, instead of before.
         self._open_store = open_store
         self._first_key = first_key
         self._keys_exist = keys_exist
+        # The operator's first admin key (FERRY_BOOTSTRAP_ADMIN_KEY): stored, never printed.
+        self._bootstrap = bootstrap
         self.store: KeyStore | None = None
         self._refresh_s = refresh_s
         self._clock = clock
@@ -118,8 +121,10 @@ class Authenticator:
         and hand its text to ``first_key`` (shown once), else call ``keys_exist``; read the
         keys. Blocking."""
         self.store = self._open_store()
-        created = self.store.create_first_admin()
-        if created is not None and self._first_key is not None:
+        created = self.store.create_first_admin(self._bootstrap)
+        if created is not None and self._bootstrap is not None:
+            log.info("the first admin key is the bootstrap key (id %s)", self._bootstrap.key_id)
+        elif created is not None and self._first_key is not None:
             self._first_key(created)
         elif created is None and self._keys_exist is not None:
             self._keys_exist()

@@ -73,6 +73,15 @@ def new_secret() -> NewSecret:
     return NewSecret(key_id, f"{PREFIX}_{key_id}_{secret}", digest(secret))
 
 
+def given_secret(text: str) -> NewSecret:
+    """A key text the operator made (``ferry keys generate``), to store as a key."""
+    parts = split(text.strip())
+    if parts is None:
+        raise ValueError("not a Ferry key: make one with `ferry keys generate` (fy_<12 hex>_<43 characters>)")
+    key_id, secret = parts
+    return NewSecret(key_id, text.strip(), digest(secret))
+
+
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 

@@ -135,3 +135,21 @@ def test_a_reload_that_raced_a_revocation_does_not_undo_it(store: KeyStore) -> N
     auth.reload()
     with pytest.raises(Unauthorized, match="revoked"):
         auth.check(_bearer(text), Scope.READ)
+
+
+def test_the_bootstrap_key_becomes_the_first_admin_key_and_is_not_shown(store: KeyStore) -> None:
+    from ferry.security.keys import given_secret, new_secret
+
+    text = new_secret().text
+    shown: list[str] = []
+    auth = Authenticator(lambda: store, first_key=shown.append, bootstrap=given_secret(text + "\n"))
+    auth.start()
+    assert shown == []
+    [admin] = store.all()
+    assert admin.scopes == {Scope.ADMIN} and admin.created_by == "FERRY_BOOTSTRAP_ADMIN_KEY"
+    assert auth.check(((b"x-api-key", text.encode()),), Scope.ADMIN).key_id == admin.key_id
+    # On a database with keys, another bootstrap key is no key.
+    Authenticator(lambda: store, bootstrap=given_secret(new_secret().text)).start()
+    assert len(store.all()) == 1
+    with pytest.raises(ValueError, match="not a Ferry key"):
+        given_secret("hunter2")
