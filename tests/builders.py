@@ -263,3 +263,20 @@ def memory_bomb_onnx(path: Path, elements: tuple[int, ...] = (1024, 1024, 1024))
         initializer=[shape],
     )
     return _save(graph, path)
+
+
+def shape_driven_onnx(path: Path) -> Path:
+    """A graph whose tensor sizes follow its input's values: y = ones(shape).sum(). A
+    request of three numbers can ask for any amount of memory."""
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    nodes = [
+        helper.make_node("ConstantOfShape", ["shape"], ["big"], value=one),
+        helper.make_node("ReduceSum", ["big"], ["y"], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "shape_driven",
+        [helper.make_tensor_value_info("shape", TensorProto.INT64, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+    )
+    return _save(graph, path)

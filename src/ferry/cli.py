@@ -278,6 +278,14 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
         help="keep only the newest this many audit rows (default 1000000; 0: no cap)",
     )
     parser.add_argument(
+        "--onnx-memory-mb",
+        type=int,
+        default=None,
+        metavar="MB",
+        help="memory all ONNX models' tensors may take together; a request needing more gets 413 "
+        "(default: half the machine's memory; 0: no limit)",
+    )
+    parser.add_argument(
         "--cors-origin",
         dest="cors_origins",
         action="append",
@@ -398,6 +406,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             "audit_queue_size": args.audit_queue_size,
             "audit_retention_days": args.audit_retention_days,
             "audit_max_rows": args.audit_max_rows,
+            "onnx_memory_mb": args.onnx_memory_mb,
             "data_dir": getattr(args, "data_dir", None),
             "migrate": getattr(args, "migrate", None),
             "trusted_models": getattr(args, "trusted_models", None),

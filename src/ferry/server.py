@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import sys
 from collections.abc import Callable
@@ -233,6 +234,23 @@ def bootstrap_key(settings: Settings) -> NewSecret | None:
         raise ConfigError(f"the bootstrap admin key is {exc}") from None
 
 
+def limit_onnx_memory(settings: Settings) -> None:
+    """Before any model loads: the tensors an ONNX graph makes can depend on its inputs'
+    values (ConstantOfShape), so a small request may ask for any amount of memory. One
+    capped arena for every ONNX model turns that into a 413, not a dead server."""
+    megabytes = settings.onnx_memory_mb
+    if megabytes is None:
+        megabytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2 // 2**20
+    if megabytes == 0:
+        return
+    try:
+        from ferry.runtimes import onnx
+    except ImportError:  # onnxruntime is optional
+        return
+    onnx.limit_memory(megabytes * 2**20)
+    logging.getLogger("ferry").info("ONNX models may use %d MB of memory for tensors", megabytes)
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -243,6 +261,7 @@ def is_loopback(host: str) -> bool:
 
 
 def run(models: ModelManager, settings: Settings, auth: Authenticator | None, audit: KeyStore | None = None) -> None:
+    limit_onnx_memory(settings)
     app = create_app(settings, models, auth, audit)
     config = uvicorn.Config(
         app,

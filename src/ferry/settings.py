@@ -148,6 +148,13 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Types every model's .skops uploads may hold beyond skops' defaults: [\"numpy.float64\"].",
     )
+    onnx_memory_mb: int | None = Field(
+        None,
+        ge=0,
+        description="Memory all ONNX models' tensors may take together (one shared onnxruntime arena): "
+        "a request whose model would need more gets 413 instead of exhausting the machine. "
+        "None: half the machine's memory; 0: no limit.",
+    )
     validation_memory_mb: int = Field(
         2048,
         ge=256,

@@ -20,7 +20,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from ferry.grpc.protos import grpc_service_pb2 as pb
-from tests.builders import add_sub_onnx, identity_onnx, python_model
+from tests.builders import add_sub_onnx, identity_onnx, python_model, shape_driven_onnx
 from tests.e2e.grpc_clients import stub
 from tests.e2e.server import HOST, Server, ferry_command, free_port, running, start, wait_ready
 
@@ -387,3 +387,33 @@ def test_a_node_whose_schema_never_comes_exits_with_2(tmp_path: Path) -> None:
     )
     assert done.returncode == 2, done
     assert "after 1 s: run `ferry migrate`" in done.stderr, done
+
+
+# -- memory a request can ask for ---------------------------------------------------------
+
+
+def _resident_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_an_input_that_asks_for_gigabytes_gets_413_and_the_server_goes_on(tmp_path: Path) -> None:
+    model = shape_driven_onnx(tmp_path / "ones.onnx")
+    with running([model], tmp_path / "server.log", "--onnx-memory-mb", "256") as srv:
+        url = f"{srv.url}/v2/models/ones/infer"
+
+        def ask(shape: list[int]) -> requests.Response:
+            body = {"inputs": [{"name": "shape", "datatype": "INT64", "shape": [3], "data": shape}]}
+            return requests.post(url, json=body, timeout=TIMEOUT)
+
+        assert ask([4, 4, 4]).json()["outputs"][0]["data"] == [64.0]
+        for _ in range(3):  # 4 GiB of float32 ones, asked for by 24 bytes of input
+            refused = ask([1024, 1024, 1024])
+            assert refused.status_code == 413, refused.text
+            assert "4096 MB" in refused.json()["error"] and "--onnx-memory-mb" in refused.json()["error"]
+        assert ask([32, 1024, 1024]).status_code == 200  # 128 MiB: under the cap, served
+        assert ask([8, 8, 8]).json()["outputs"][0]["data"] == [512.0]
+        assert _resident_mb(srv.process.pid) < 1024, "the refused requests' memory was allocated"
+    assert "ONNX models may use 256 MB" in srv.log()

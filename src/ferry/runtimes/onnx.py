@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ferry.config import ModelConfig
-from ferry.errors import ConfigError, InvalidInput, first_line
+from ferry.errors import ConfigError, InvalidInput, PayloadTooLarge, Unavailable, first_line
 from ferry.runtimes.base import override_specs
 from ferry.signature import Signature, TensorSpec
 
@@ -30,6 +32,35 @@ _DATATYPES = {
 }
 
 
+# The bytes of the process-wide arena every ONNX session allocates from (limit_memory);
+# None: each session keeps onnxruntime's own unbounded arena.
+_arena_bytes: int | None = None
+_arena_lock = threading.Lock()
+# onnxruntime's message when the capped arena cannot hold a tensor.
+_ARENA_FULL = re.compile(r"Available memory of (\d+) is smaller than requested bytes of (\d+)")
+
+
+def limit_memory(max_bytes: int) -> None:
+    """Make every ONNX session loaded after this allocate its tensors (inputs, every
+    intermediate, outputs) from one arena of ``max_bytes``: a graph whose sizes follow
+    its inputs' values can then ask for more only to be refused, not to exhaust the
+    machine. Once per process (onnxruntime keeps one environment); later calls change
+    nothing."""
+    global _arena_bytes
+    with _arena_lock:
+        if _arena_bytes is not None:
+            return
+        try:
+            import onnxruntime as ort
+        except ImportError:  # the onnx extra is not installed: nothing to limit
+            return
+        # kSameAsRequested (1): grow by what a tensor needs, not by doubling past the cap.
+        arena = ort.OrtArenaCfg(max_bytes, 1, -1, -1)
+        memory = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(memory, arena)
+        _arena_bytes = max_bytes
+
+
 class OnnxRuntime:
     def __init__(self, session: Any, signature: Signature) -> None:
         self._session = session
@@ -49,16 +80,34 @@ class OnnxRuntime:
             results = self._session.run(self._output_names, feed)
         except self._invalid_argument as exc:
             raise InvalidInput(f"the model refused the input: {first_line(exc)}") from None
+        except Exception as exc:
+            full = _ARENA_FULL.search(str(exc))
+            if full is None:
+                raise
+            raise _memory_refusal(int(full.group(2))) from None
         return dict(zip(self._output_names, results, strict=True))
 
     def close(self) -> None:
         self._session = None
 
 
+def _memory_refusal(requested: int) -> Exception:
+    limit = _arena_bytes or 0
+    if requested > limit:  # could never fit: the request is too big for this server
+        return PayloadTooLarge(
+            f"this input makes the model ask for a tensor of {requested // 2**20} MB, more than the "
+            f"{limit // 2**20} MB the server gives ONNX models (--onnx-memory-mb)"
+        )
+    # Fits alone, not beside what other requests hold now.
+    return Unavailable("ONNX models are using all the memory the server gives them; try again")
+
+
 def load(path: Path, config: ModelConfig) -> OnnxRuntime:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    if _arena_bytes is not None:
+        options.add_session_config_entry("session.use_env_allocators", "1")
     # onnxruntime's pool threads spin while waiting for work; in a server they would burn
     # the cores that parse and answer requests.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
