@@ -278,6 +278,12 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
         help="keep only the newest this many audit rows (default 1000000; 0: no cap)",
     )
     parser.add_argument(
+        "--redis-url",
+        default=None,
+        metavar="URL",
+        help="Redis for what nodes share, such as response caches with `shared: true` (redis://host:6379/0)",
+    )
+    parser.add_argument(
         "--onnx-memory-mb",
         type=int,
         default=None,
@@ -407,6 +413,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             "audit_retention_days": args.audit_retention_days,
             "audit_max_rows": args.audit_max_rows,
             "onnx_memory_mb": args.onnx_memory_mb,
+            "redis_url": args.redis_url,
             "data_dir": getattr(args, "data_dir", None),
             "migrate": getattr(args, "migrate", None),
             "trusted_models": getattr(args, "trusted_models", None),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -102,6 +102,16 @@ class PlaygroundConfig(BaseModel):
     inputs: dict[str, PlaygroundInput] = Field(default_factory=dict)
 
 
+class CacheConfig(BaseModel):
+    """``cache:`` in config.yaml: keep answers to repeated requests (ferry.cache)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_bytes: int = Field(..., ge=1, description="Bytes of answers kept; least recently used out first.")
+    ttl_s: float | None = Field(None, gt=0, description="Seconds an answer is kept; none: until evicted.")
+    shared: bool = Field(False, description="Keep answers in Redis (FERRY_REDIS_URL), shared by every node.")
+
+
 class ModelConfig(BaseModel):
     """Every key is optional; the defaults suit a small model on a small machine."""
 
@@ -135,6 +145,8 @@ class ModelConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0, description="Intra-op threads per instance; 0 = runtime default.")
     warmup: bool = True
+    cache: CacheConfig | None = Field(None, description="Answer repeated requests from a cache; off by default.")
+    deterministic: bool = Field(True, description="The same inputs always give the same answer; false: never cached.")
     preprocess: list[PreprocessStep] = Field(default_factory=list)
     postprocess: list[PostprocessStep] = Field(default_factory=list)
     playground: PlaygroundConfig = Field(default_factory=PlaygroundConfig)
@@ -148,8 +160,8 @@ TRUST_KEYS = ("trusted", "trusted_types")
 def load_config(path: Path) -> ModelConfig:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path.name}: cannot read it: {exc}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+        raise ConfigError(f"{path.name}: cannot read it: {type(exc).__name__}: {first_line(exc)}") from None
     if raw is None:
         return ModelConfig()
     if not isinstance(raw, dict):
@@ -164,14 +176,28 @@ def load_config(path: Path) -> ModelConfig:
 MAX_LABELS_BYTES = 4 * 1024 * 1024
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """``safe_load`` refusing anchors' aliases (``*name``): an uploaded config of a few
+    hundred bytes of nested aliases expands to billions of nodes (the "billion laughs")
+    when it is walked. No config needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", mark)
+        return super().compose_node(parent, index)
+
+
 def parse_uploaded_config(text: str) -> dict[str, object]:
     """config.yaml sent with a version upload, checked as ``ferry serve`` would read it, as
     the mapping to store. Class names must be a list: no file lies beside an upload
     (``ferry push --config`` puts a labels file's lines in the list)."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_NoAliasLoader)  # a SafeLoader: no Python objects
     except yaml.YAMLError as exc:
         raise ConfigError(f"config.yaml is not valid YAML: {first_line(exc)}") from None
+    except RecursionError:
+        raise ConfigError("config.yaml is nested too deeply") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -220,9 +246,12 @@ def read_labels(folder: Path, name: str) -> list[str]:
 
 def parse_config(raw: dict[str, object], where: str = "config") -> ModelConfig:
     try:
-        return ModelConfig.model_validate(raw)
+        config = ModelConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{where}: {describe_errors(exc)}") from None
+    if config.cache is not None and not config.deterministic:
+        raise ConfigError(f"{where}: cache: a model that is not deterministic would answer from the cache wrongly")
+    return config
 
 
 def describe_errors(exc: ValidationError) -> str:

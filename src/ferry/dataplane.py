@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from ferry import __version__
-from ferry.compute import compute
+from ferry.compute import Tensors, compute
 from ferry.decoder import Decoder
 from ferry.errors import FerryError, NotFound, Unavailable
 from ferry.inference import InferRequest, InferResponse
@@ -84,8 +84,9 @@ class DataPlane:
             # decode the wire format (a big body in a worker process: it would stall every
             # other request on the event loop)
             request = await self._decoder.decode(codec, payload, model.signature)
-            # validate -> preprocess -> batch/predict -> postprocess -> select outputs
-            outputs = await compute(model, request, info)
+            # validate -> preprocess -> batch/predict -> postprocess -> select outputs, or
+            # the answer to the same request from the version's cache
+            outputs = await self._compute(model, request, info)
             response = InferResponse(
                 model_name=model.name,
                 model_version=model.version,
@@ -108,6 +109,26 @@ class DataPlane:
             if shadow is not None:
                 shadow.copy(request, response.outputs)
         return encoded
+
+    @staticmethod
+    async def _compute(model: LoadedVersion, request: InferRequest, info: RequestInfo | None) -> Tensors:
+        cache = model.cache
+        if cache is None:
+            return await compute(model, request, info)
+        started = time.perf_counter_ns()
+        key = cache.key(request)
+        outputs = await cache.get(key)
+        looked_up = time.perf_counter_ns()
+        if outputs is not None:
+            model.stats.record_cache(True, looked_up - started)
+            if info is not None:
+                info.decoded = looked_up
+            return outputs
+        outputs = await compute(model, request, info)
+        stored = time.perf_counter_ns()
+        await cache.put(key, outputs)
+        model.stats.record_cache(False, looked_up - started + time.perf_counter_ns() - stored)
+        return outputs
 
     def _route(self, name: str, version: str | None, protocol: str, started: int) -> LoadedVersion:
         try:

@@ -9,9 +9,10 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ferry.batching import Batcher
+from ferry.cache import ResponseCache, build_cache
 from ferry.config import ModelConfig
 from ferry.errors import ConfigError, InvalidInput, NotFound, Unavailable
 from ferry.names import parse_version
@@ -48,6 +49,8 @@ class LoadedVersion:
     # Pre- and post-processing (ferry.pipeline); None: the model takes what clients send.
     # ``signature`` above is what clients see, after the pipeline.
     pipeline: Pipeline | None = None
+    # Answers to repeated requests (ferry.cache); None: every request is computed.
+    cache: ResponseCache | None = None
 
 
 @dataclass
@@ -101,6 +104,9 @@ class ModelManager:
         self._sync_lock = asyncio.Lock()
         self._revision: int | None = None
         self._poller: asyncio.Task[None] | None = None
+        # A redis.asyncio client for caches with ``shared: true`` (set by the app's
+        # lifespan from FERRY_REDIS_URL); None: such a cache fails its version's load.
+        self.shared_cache: Any | None = None
         # The first load (of the paths, or the registry's plan) has finished.
         self.started = False
 
@@ -125,6 +131,8 @@ class ModelManager:
                 gauges.append(VersionGauges(name, ""))
             for version, state in sorted(model.states.items(), key=lambda kv: int(kv[0])):
                 live = loaded.get(version)
+                cache = live.cache if live is not None else None
+                evicted, held = cache.store.counts() if cache is not None else (0, 0)
                 gauges.append(
                     VersionGauges(
                         name,
@@ -134,6 +142,11 @@ class ModelManager:
                         live.batcher.capacity if live else 0,
                         ready=state.state == READY and live is not None,
                         default=version == default,
+                        cached=cache is not None,
+                        cache_hits=cache.hits if cache is not None else 0,
+                        cache_misses=cache.misses if cache is not None else 0,
+                        cache_evictions=evicted,
+                        cache_bytes=held,
                     )
                 )
         return gauges
@@ -422,13 +435,14 @@ class ModelManager:
         runtime_name = source.runtime_for(version)
         config = source.config
         runtimes, warmup_ms = await asyncio.to_thread(build_runtimes, runtime_name, version.path, config)
+        key = str(version.version)
         try:
             pipeline = build_pipeline(config, runtimes[0].signature, getattr(runtimes[0], "hooks", None))
+            cache = build_cache(source.name, key, config, runtimes[0], self.shared_cache)
         except ConfigError:
             for runtime in runtimes:
                 runtime.close()
             raise
-        key = str(version.version)
         stats = ModelStats(self.metrics.version(source.name, key) if self.metrics is not None else None)
         batcher = Batcher(
             runtimes,
@@ -451,4 +465,5 @@ class ModelManager:
             batchable=runtimes[0].batchable and config.max_batch_size > 1,
             warmup_ms=warmup_ms,
             pipeline=pipeline,
+            cache=cache,
         )

@@ -67,6 +67,12 @@ class VersionGauges:
     queue_capacity: int = 0  # 0: not loaded
     ready: bool = False
     default: bool = False  # answers the model's unversioned requests (production)
+    # The response cache (ferry.cache); cached False: the version has none.
+    cached: bool = False
+    cache_hits: int = 0
+    cache_misses: int = 0
+    cache_evictions: int = 0
+    cache_bytes: int = 0
 
 
 Occupancy = Callable[[], Iterable[VersionGauges]]
@@ -286,7 +292,20 @@ class _Requests(Collector):
             "1 for the version that answers the model's unversioned requests (production).",
             labels=mv,
         )
+        hits = CounterMetricFamily("ferry_cache_hits", "Requests answered from the response cache.", labels=mv)
+        misses = CounterMetricFamily(
+            "ferry_cache_misses", "Requests the response cache did not hold (computed, then stored).", labels=mv
+        )
+        evictions = CounterMetricFamily(
+            "ferry_cache_evictions", "Answers dropped from a full in-memory response cache.", labels=mv
+        )
+        held = GaugeMetricFamily("ferry_cache_bytes", "Bytes of answers the in-memory response cache holds.", labels=mv)
         for g in occupancy() if occupancy is not None else ():
+            if g.cached:
+                hits.add_metric([g.model, g.version], g.cache_hits)
+                misses.add_metric([g.model, g.version], g.cache_misses)
+                evictions.add_metric([g.model, g.version], g.cache_evictions)
+                held.add_metric([g.model, g.version], g.cache_bytes)
             ready.add_metric([g.model, g.version], 1 if g.ready else 0)
             if g.queue_capacity:
                 queued.add_metric([g.model, g.version], g.queued)
@@ -295,3 +314,4 @@ class _Requests(Collector):
             if g.default:
                 default.add_metric([g.model, g.version], 1)
         yield from (requests, duration, queue, compute, batch, queued, inflight, capacity, ready, default)
+        yield from (hits, misses, evictions, held)

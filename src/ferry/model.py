@@ -24,6 +24,9 @@ class Model:
     inputs: ClassVar[list[TensorSpec] | None] = None
     outputs: ClassVar[list[TensorSpec] | None] = None
     batchable: ClassVar[bool] = False
+    # False when the same inputs may give another answer (sampling, a clock, a live
+    # lookup): the response cache is then never used for this model.
+    deterministic: ClassVar[bool] = True
 
     def __init__(self, path: Path, config: dict[str, Any]) -> None:
         # The version directory, so load() can find files shipped beside model.py.

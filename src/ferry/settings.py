@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         "(health probes and /metrics are still answered).",
     )
 
+    redis_url: str | None = Field(
+        None,
+        description="Redis for what nodes share: response caches with `shared: true` (redis://host:6379/0).",
+    )
+
     # ferry server (the registry)
     data_dir: Path = Field(Path("ferry-data"), description="Registry database (SQLite) and artifacts.")
     database_url: str | None = Field(

@@ -60,6 +60,10 @@ class ModelStats:
         self.compute_input = Duration()
         self.compute_infer = Duration()
         self.compute_output = Duration()
+        # Response cache lookups (ferry.cache): a hit's time is its lookup, a miss's the
+        # lookup and the insertion, as in Triton's statistics.
+        self.cache_hit = Duration()
+        self.cache_miss = Duration()
         self.batches: dict[int, BatchDurations] = {}
         # Requests (success and fail) per LATENCY_BOUNDS_NS bucket, the last for slower ones.
         self.latency_counts = [0] * (len(LATENCY_BOUNDS_NS) + 1)
@@ -78,6 +82,10 @@ class ModelStats:
             self.inflight -= 1
         if self._observer is not None:
             self._observer.request(protocol, code or (200 if ok else 500), ns)
+
+    def record_cache(self, hit: bool, ns: int) -> None:
+        with self._lock:
+            (self.cache_hit if hit else self.cache_miss).add(ns)
 
     def record_execution(
         self, requests: int, rows: int, queue_ns: list[int], input_ns: int, infer_ns: int, output_ns: int
@@ -119,6 +127,8 @@ class ModelStats:
                     "compute_input": self.compute_input.to_json(),
                     "compute_infer": self.compute_infer.to_json(),
                     "compute_output": self.compute_output.to_json(),
+                    "cache_hit": self.cache_hit.to_json(),
+                    "cache_miss": self.cache_miss.to_json(),
                 },
                 "batch_stats": [
                     {

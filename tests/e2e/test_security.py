@@ -302,7 +302,9 @@ def test_the_banners_login_url_signs_in_with_a_session_cookie(keyed: Keyed) -> N
     assert again.status_code == 401
     assert list_keys(url, {**session, "X-API-Key": "fy_not_a_key"}).status_code == 401
 
-    signed_out = requests.delete(f"{url}/api/v1/session", headers=session, timeout=TIMEOUT)
+    refused = requests.delete(f"{url}/api/v1/session", headers=session, timeout=TIMEOUT)
+    assert refused.status_code == 403  # another site's page cannot sign the user out
+    signed_out = requests.delete(f"{url}/api/v1/session", headers=csrf, timeout=TIMEOUT)
     assert signed_out.status_code == 204
     cleared = cookie_attributes(signed_out.headers["Set-Cookie"])
     assert cleared[SESSION_COOKIE] in ("", '""') and cleared["max-age"] == "0"

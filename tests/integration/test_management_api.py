@@ -480,6 +480,13 @@ REFUSED: list[tuple[str | bytes, int, str]] = [
     ("postprocess: [{labels: labels.txt}]\n", 400, "labels must be a list"),
     (b"description: caf\xe9\n", 400, "config.yaml must be UTF-8"),
     ("#" * (MIB + 1), 413, "config.yaml is over 1048576 bytes"),
+    # The "billion laughs": 354 bytes that expand to 40 million nodes when walked.
+    (
+        "a0: &a0 [x]\n" + "".join(f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 7)}]\n" for i in range(1, 10)),
+        400,
+        "aliases (*name) are not allowed",
+    ),
+    ("description: " + "[" * 200_000 + "]" * 200_000 + "\n", 400, "config.yaml is nested too deeply"),
 ]
 
 

@@ -169,3 +169,27 @@ def test_parse_config_accepts_a_plain_mapping() -> None:
     config = parse_config(raw)
     assert config.max_batch_size == 0
     assert config.runtime == "python"
+
+
+def _alias_bomb(levels: int = 9, fan: int = 7) -> str:
+    """The "billion laughs": each level lists the previous one ``fan`` times (about 40
+    million leaves from 354 bytes by default)."""
+    lines = ["a0: &a0 [x]"] + [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * fan) + "]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def test_an_uploaded_config_with_aliases_is_refused_before_expanding() -> None:
+    from ferry.config import parse_uploaded_config
+
+    # Refused at the first alias, while composing: walking the expansion (the JSON
+    # check that follows) took 8 s and 660 MB on the event loop.
+    with pytest.raises(ConfigError, match=r"not valid YAML: .*aliases \(\*name\) are not allowed"):
+        parse_uploaded_config(_alias_bomb())
+
+
+def test_an_uploaded_config_nested_too_deeply_is_a_config_error() -> None:
+    from ferry.config import parse_uploaded_config
+
+    depth = 200_000
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        parse_uploaded_config("description: " + "[" * depth + "]" * depth + "\n")

@@ -133,6 +133,10 @@ def test_names_follow_prometheus_conventions() -> None:
         "ferry_model_default_version",
         "ferry_auth_denied_requests",
         "ferry_rate_limited_requests",
+        "ferry_cache_hits",
+        "ferry_cache_misses",
+        "ferry_cache_evictions",
+        "ferry_cache_bytes",
     }
     for family in ours.values():
         assert family.documentation

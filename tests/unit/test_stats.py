@@ -30,6 +30,8 @@ def test_new_stats_are_all_zero() -> None:
         "compute_input",
         "compute_infer",
         "compute_output",
+        "cache_hit",
+        "cache_miss",
     }
     assert all(v == {"count": 0, "ns": 0} for v in doc["inference_stats"].values())
 

@@ -96,6 +96,16 @@ def _from_contents(name: str, datatype: str, shape: list[int], contents: pb.Infe
     return wide.astype(dtype).reshape(shape)
 
 
+# Elements turned into Python numbers at a time: ``tolist`` of a whole output took 8 times
+# its memory in Python objects; chunks keep that bounded (and are no slower).
+_CHUNK = 65536
+
+
+def _extend(field: Any, flat: np.ndarray) -> None:
+    for start in range(0, flat.size, _CHUNK):
+        field.extend(flat[start : start + _CHUNK].tolist())
+
+
 def encode_response(response: InferResponse, raw: bool) -> pb.ModelInferResponse:
     """``raw``: every output in raw_output_contents, else in the typed contents (raw all
     the same when one output's datatype has no typed field)."""
@@ -110,7 +120,7 @@ def encode_response(response: InferResponse, raw: bool) -> pb.ModelInferResponse
         elif datatype == "BYTES":
             tensor.contents.bytes_contents.extend(as_bytes(item) for item in array.reshape(-1))
         else:
-            getattr(tensor.contents, CONTENTS_FIELD[datatype]).extend(array.reshape(-1).tolist())
+            _extend(getattr(tensor.contents, CONTENTS_FIELD[datatype]), array.reshape(-1))
     if message.raw_output_contents and len(message.raw_output_contents) != len(message.outputs):
         # The protocol has one form per response: all raw once one output must be.
         del message.raw_output_contents[:]

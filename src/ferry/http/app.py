@@ -153,6 +153,11 @@ def _create_api(
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.redis_url and models.shared_cache is None:
+            import redis.asyncio
+
+            # Before loading: versions with a shared cache take the client as they load.
+            models.shared_cache = redis.asyncio.from_url(settings.redis_url)
         # Load in the background: /v2/health/live answers at once, ready once loaded.
         loading = asyncio.create_task(models.load_all())
         background = [loading, asyncio.create_task(app.state.live.run())]
@@ -178,6 +183,9 @@ def _create_api(
                 await asyncio.to_thread(app.state.audit_writer.close)
             await models.close(settings.graceful_timeout_s)
             app.state.dataplane.close()
+            if models.shared_cache is not None:
+                await models.shared_cache.aclose()
+                models.shared_cache = None
             if tracing is not None:
                 await asyncio.to_thread(tracing.shutdown)  # send the spans still buffered
 

@@ -311,6 +311,8 @@ STATS: dict[int | str, dict[str, Any]] = {
                                     "compute_input",
                                     "compute_infer",
                                     "compute_output",
+                                    "cache_hit",
+                                    "cache_miss",
                                 )
                             },
                             "batch_stats": [

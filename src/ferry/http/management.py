@@ -280,7 +280,8 @@ async def _uploaded_config(upload: UploadFile) -> dict[str, Any]:
     if len(text) > MAX_CONFIG_BYTES:
         raise PayloadTooLarge(f"config.yaml is over {MAX_CONFIG_BYTES} bytes")
     try:
-        return parse_uploaded_config(text.decode("utf-8"))
+        # Off the event loop: parsing a big config takes a while, and others are waiting.
+        return await asyncio.to_thread(parse_uploaded_config, text.decode("utf-8"))
     except UnicodeDecodeError:
         raise InvalidInput("config.yaml must be UTF-8 text") from None
     except ConfigError as exc:

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from ferry.errors import Forbidden, InvalidInput, Unauthorized
+from ferry.http.docs import ERROR
 from ferry.http.docs_page import APP_CSP, page, root_path
 from ferry.http.scopes import requires
 from ferry.security.audit import utcnow
@@ -112,7 +113,14 @@ def _session_out(key: ApiKey) -> SessionOut:
     )
 
 
-@router.delete("/api/v1/session", status_code=204, tags=["security"], summary="Sign out: clear the session cookie")
+@router.delete(
+    "/api/v1/session",
+    status_code=204,
+    tags=["security"],
+    summary="Sign out: clear the session cookie",
+    description="Needs the `X-Ferry-CSRF` header, as every change made with the cookie does.",
+    responses={403: {**ERROR, "description": "No X-Ferry-CSRF header"}},
+)
 @requires(None)
 async def delete_session(request: Request) -> Response:
     # Signing someone out is a change too: a cross-site page cannot add this header.

@@ -23,6 +23,7 @@ class PythonRuntime:
         self._model = model
         self.signature = signature
         self.batchable = bool(type(model).batchable) and signature.batch_axis
+        self.deterministic = bool(type(model).deterministic)
         kind = type(model)
         overrides = kind.preprocess is not Model.preprocess or kind.postprocess is not Model.postprocess
         # The model's own per-request steps, for ferry.pipeline (None: it has none).

@@ -236,3 +236,11 @@ def test_codec_decodes_with_the_signature_and_encodes_predictions() -> None:
     assert request.inputs["x"].dtype == np.float32
     response = InferResponse("m", "1", {"y": request.inputs["x"].sum(axis=1)})
     assert orjson.loads(codec.encode(response, InferRequest(inputs={}))) == {"predictions": [3.0]}
+
+
+def test_numbers_are_written_from_the_array_itself() -> None:
+    # orjson writes the array (no Python object per element): views and float32 too.
+    transposed = np.arange(6, dtype=np.int32).reshape(2, 3).T
+    assert _predictions(y=transposed) == [[0, 3], [1, 4], [2, 5]]
+    assert _predictions(y=np.array([0.1], dtype=np.float32)) == [0.1]
+    assert _predictions(y=np.array([np.nan, 1.0])) == [None, 1.0]
