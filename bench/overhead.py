@@ -1,4 +1,5 @@
-"""What one server feature costs per inference request: API keys, metrics, or the access log.
+"""What one server feature costs (or saves) per inference request: API keys, metrics, the
+access log, or the response cache.
 
 The main benchmark (bench/run.py) runs Ferry with --no-auth, because none of the peers it
 is compared with checks a key, and with Ferry's other defaults (metrics on, no access log).
@@ -9,7 +10,10 @@ mlp.onnx` (the digits MLP, one row, V2 JSON as in bench/scenarios.py) with the f
 - auth: A --no-auth; B keys on, an infer-scoped key sent as `Authorization: Bearer` by wrk;
 - metrics: A --no-auth --no-metrics; B --no-auth (metrics on, the default);
 - access-log: A --no-auth; B --no-auth --access-log, both at --log-level info (access lines
-  are INFO; the other features run at warning, as the main benchmark does).
+  are INFO; the other features run at warning, as the main benchmark does);
+- cache: A --no-auth; B --no-auth with `cache: {max_bytes: 1048576}` in the model's
+  config.yaml. wrk repeats one request, so B answers all but the first from the cache:
+  the repeated-input workload, the cache's best case.
 
 One server at a time, rounds interleaved (A, B, A, B, ...), each server's answer verified
 before it is measured, and afterwards the feature checked really off in A and on in B
@@ -18,7 +22,7 @@ in B only). Each run records wrk's req/s and p50/p99, and the server's CPU time 
 request (utime+stime over its process tree, from /proc, around the measured wrk run): on a
 small machine shared with wrk, that is steadier than req/s.
 
-Usage: python -m bench.overhead --feature {auth,metrics,access-log} [--rounds 3] [--duration 8] [--warmup 2]
+Usage: python -m bench.overhead --feature {auth,metrics,access-log,cache} [--rounds 3] [--duration 8] [--warmup 2]
 Writes bench/results/overhead-<feature>.md."""
 
 from __future__ import annotations
@@ -57,6 +61,9 @@ class Feature:
     flags: dict[str, list[str]]  # "A"/"B" -> extra `ferry serve` flags ("--data-dir" added for keys)
     log_level: str
     described: str  # A and B, for the report
+    # "A"/"B" -> the model's config.yaml; given: the model is served from a repository
+    # (<work>/<A|B>/mlp/1/model.onnx), as a single file has no config.yaml.
+    configs: dict[str, str] | None = None
 
 
 FEATURES: dict[str, Feature] = {
@@ -73,6 +80,12 @@ FEATURES: dict[str, Feature] = {
         "Access log", {"A": "A: no access log", "B": "B: --access-log"},
         {"A": ["--no-auth"], "B": ["--no-auth", "--access-log"]}, "info",
         "A: `--no-auth`; B: `--no-auth --access-log` (JSON lines, with the server's output, to a file)",
+    ),
+    "cache": Feature(
+        "Response cache (one repeated request)", {"A": "A: no cache", "B": "B: cache hits"},
+        {"A": ["--no-auth"], "B": ["--no-auth"]}, "warning",
+        "A: `--no-auth`; B: `--no-auth`, `cache: {max_bytes: 1048576}` in config.yaml (all but the first a hit)",
+        {"A": "max_batch_size: 32\n", "B": "max_batch_size: 32\ncache: {max_bytes: 1048576}\n"},
     ),
 }  # fmt: skip
 
@@ -183,6 +196,12 @@ def check_after(feature: str, server: str, url: str, log: Path, requests: int) -
             raise AssertionError(f"--no-metrics, yet GET /metrics answered {status}")
         if server == "B" and (status != 200 or b"ferry_requests_total" not in body):
             raise AssertionError(f"GET /metrics answered {status} without ferry_requests_total: {body[:300]!r}")
+    elif feature == "cache":
+        status, body = status_of(url + "/v2/models/mlp/stats")
+        hits = json.loads(body)["model_stats"][0]["inference_stats"]["cache_hit"]["count"]
+        if (server == "A" and hits) or (server == "B" and hits < requests):
+            raise AssertionError(f"{server}: {hits} cache hits after {requests} measured requests")
+        say(f"  {hits:,} cache hits")
     elif feature == "access-log":
         lines = sum(1 for line in log.read_text(errors="replace").splitlines() if '"ferry.access"' in line
                     and json.loads(line).get("logger") == "ferry.access")  # fmt: skip
@@ -268,12 +287,20 @@ def main(argv: list[str] | None = None) -> int:
             headers = {**plain.headers, "Authorization": f"Bearer {key}"}
             scenarios["B"] = replace(plain, key="mlp-json-key", headers=headers)
             flags["B"] += ["--data-dir", str(work / "data")]
+        served = {"A": model, "B": model}
+        if feature.configs is not None:
+            for server, config in feature.configs.items():
+                folder = work / server / "mlp"
+                (folder / "1").mkdir(parents=True)
+                (folder / "1" / "model.onnx").write_bytes(model.read_bytes())
+                (folder / "config.yaml").write_text(config)
+                served[server] = work / server
         scripts = {server: wrk.write_script(s, work) for server, s in scenarios.items()}
         runs: list[Run] = []
         for round_no in range(1, args.rounds + 1):
             for server, scenario in scenarios.items():
                 name = f"round{round_no}-{server}"
-                with ferry(model, work, name, flags[server], feature.log_level) as (pid, url, log):
+                with ferry(served[server], work, name, flags[server], feature.log_level) as (pid, url, log):
                     check_before(args.feature, server, url, scenario, plain)
                     result, cpu_us = measure(url + scenario.path, pid, scripts[server], args)
                     check_after(args.feature, server, url, log, result.requests)
