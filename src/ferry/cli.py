@@ -281,7 +281,7 @@ def _server_options(parser: argparse.ArgumentParser) -> None:
         "--redis-url",
         default=None,
         metavar="URL",
-        help="Redis for what nodes share, such as response caches with `shared: true` (redis://host:6379/0)",
+        help="Redis for what nodes share: keys' rate limits, response caches with `shared: true` (redis://host:6379/0)",
     )
     parser.add_argument(
         "--onnx-memory-mb",

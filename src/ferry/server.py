@@ -146,12 +146,21 @@ def open_registry(settings: Settings, engine: Engine) -> RegistrySource:
 
 
 def authenticator(settings: Settings, open_store: Callable[[], KeyStore]) -> Authenticator:
+    shared_limits = None
+    if settings.redis_url:
+        import redis.asyncio
+
+        from ferry.security.ratelimit import SharedRateLimiter
+
+        # Connects on first use, on the serving event loop.
+        shared_limits = SharedRateLimiter(redis.asyncio.from_url(settings.redis_url))
     return Authenticator(
         open_store,
         settings.poll_interval_s,
         first_key=lambda key: announce_first_key(key, settings),
         keys_exist=lambda: announce_sign_in(settings),
         bootstrap=bootstrap_key(settings),
+        shared_limits=shared_limits,
     )
 
 

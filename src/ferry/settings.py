@@ -123,7 +123,8 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(
         None,
-        description="Redis for what nodes share: response caches with `shared: true` (redis://host:6379/0).",
+        description="Redis for what nodes share: API keys' rate limits, and response caches with "
+        "`shared: true` (redis://host:6379/0).",
     )
 
     # ferry server (the registry)

@@ -934,3 +934,62 @@ def test_a_bootstrap_admin_key_that_is_no_key_exits_with_2_without_echoing_it(tm
     assert result.code == 2, result
     assert "the bootstrap admin key is not a Ferry key" in result.err and "hunter2" not in result.err, result
     assert not data.exists()
+
+
+# -- rate limits shared by nodes through Redis -----------------------------------------
+
+REDIS_URL = os.environ.get("FERRY_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+
+
+def _redis_or_skip() -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+    try:
+        client.ping()
+        for key in client.scan_iter("ferry:rate:*"):
+            client.delete(key)
+    except redis.exceptions.ConnectionError as exc:
+        reason = f"Redis unreachable at {REDIS_URL}: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true: the Redis tests are mandatory)")
+        pytest.skip(f"{reason} (set CI=true to make this a failure)")
+    finally:
+        client.close()
+
+
+def _admitted(urls: list[str], key: str, seconds: float) -> tuple[int, float]:
+    """Requests answered 200 by the nodes, taken in turns as fast as they answer, and the
+    seconds it took."""
+    started = time.monotonic()
+    admitted = 0
+    body = scale_request([1.0, 2.0, 3.0, 4.0])
+    with requests.Session() as session:
+        while time.monotonic() - started < seconds:
+            for url in urls:
+                answer = session.post(f"{url}/v2/models/scale/infer", json=body, headers=bearer(key), timeout=TIMEOUT)
+                assert answer.status_code in (200, 429), answer.text
+                admitted += answer.status_code == 200
+    return admitted, time.monotonic() - started
+
+
+def test_two_nodes_on_one_redis_hold_a_keys_rate_together(tmp_path: Path) -> None:
+    _redis_or_skip()
+    first = start_keyed(tmp_path, "node", "--redis-url", REDIS_URL)
+    try:
+        _, key = create_key(first, "steady", "infer", "--rate", "10/s")
+        # The second node: the same data directory (keys), the same Redis.
+        second = start(model_files(tmp_path), tmp_path / "node2.log", "--data-dir", str(first.data_dir),
+                       "--redis-url", REDIS_URL, auth=True)  # fmt: skip
+        try:
+            body = scale_request([1.0, 2.0, 3.0, 4.0])
+            eventually(lambda: infer(second.url, "scale", body, bearer(key)).status_code == 200 or None)
+            time.sleep(1.1)  # the bucket refills to its 10 before the count starts
+            admitted, elapsed = _admitted([first.server.url, second.url], key, 3.0)
+        finally:
+            second.terminate()
+    finally:
+        first.server.terminate()
+    # One bucket of 10, refilled at 10/s: at most 10 + 10 per second between them.
+    # Each node on its own would have let through about twice that.
+    assert 10 <= admitted <= 10 + 10 * elapsed + 2, (admitted, elapsed)

@@ -217,7 +217,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         status = 200
         try:
             if self._auth is not None and key is not None:
-                self._auth.authorize(key, Scope.INFER, name)
+                await self._auth.authorize(key, Scope.INFER, name)
             return pb.ModelStreamInferResponse(infer_response=await self._infer(request, info))
         except FerryError as exc:
             status = exc.status
@@ -271,7 +271,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             if self._auth is not None and scope is not None:
                 try:
                     key = self._auth.identify(_key_in(metadata))
-                    self._auth.authorize(key, scope, model or None)
+                    await self._auth.authorize(key, scope, model or None)
                 except FerryError as exc:
                     if method == "ModelInfer":
                         self._plane.refused(model or "", "grpc", exc.status, started)

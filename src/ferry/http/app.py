@@ -186,6 +186,8 @@ def _create_api(
             if models.shared_cache is not None:
                 await models.shared_cache.aclose()
                 models.shared_cache = None
+            if auth is not None and auth.shared_limits is not None:
+                await auth.shared_limits.close()
             if tracing is not None:
                 await asyncio.to_thread(tracing.shutdown)  # send the spans still buffered
 

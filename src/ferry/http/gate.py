@@ -54,7 +54,7 @@ class Gate:
             if self._auth is not None:
                 key = self._auth.authenticate(scope["headers"], scope["method"])
                 scope.setdefault("state", {})["key"] = key
-                self._auth.authorize(key, needed, params.get("name"))
+                await self._auth.authorize(key, needed, params.get("name"))
         except FerryError as exc:
             status = exc.status
             await error_response(exc.status, exc.message, error_headers(exc) or None)(scope, receive, send)

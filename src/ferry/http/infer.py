@@ -141,7 +141,7 @@ class InferEndpoints:
         started = time.perf_counter_ns()
         try:
             if self._auth is not None:
-                self._auth.check(scope["headers"], KeyScope.INFER, name)
+                await self._auth.check(scope["headers"], KeyScope.INFER, name)
             return await read_body(receive, length, encoding, self._plane.body_limit(name, self._limit))
         except FerryError as exc:
             self._plane.refused(name, protocol, exc.status, started)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ferry.errors import Forbidden, RateLimited, Unauthorized, Unavailable
 from ferry.security.audit import utcnow
 from ferry.security.keys import ApiKey, NewSecret, Scope, split
-from ferry.security.ratelimit import RateLimiter, retry_after_s
+from ferry.security.ratelimit import RateLimiter, SharedRateLimiter, retry_after_s
 
 if TYPE_CHECKING:
     from ferry.registry.keys import KeyStore
@@ -86,6 +86,7 @@ class Authenticator:
         clock: Callable[[], datetime] = utcnow,
         keys_exist: Callable[[], None] | None = None,
         bootstrap: NewSecret | None = None,
+        shared_limits: SharedRateLimiter | None = None,
     ) -> None:
         # Opened by start(), in the background: `ferry serve` then imports SQLAlchemy and
         # migrates while its models load, instead of before.
@@ -107,6 +108,8 @@ class Authenticator:
         self._generation = 0
         self._remembered: dict[str, tuple[int, ApiKey]] = {}
         self._limiter = RateLimiter()
+        # Rates held across nodes (Redis); None: this process's own buckets.
+        self.shared_limits = shared_limits
         self._observers: list[DenialObserver] = []
 
     def observe(self, observer: DenialObserver) -> None:
@@ -164,27 +167,39 @@ class Authenticator:
             if self._snapshot is not None:
                 self._snapshot = ({**self._snapshot[0], key.key_id: key}, {})
 
-    def check(
+    async def check(
         self, headers: Sequence[tuple[bytes, bytes]], scope: Scope, model: str | None = None, method: str = "POST"
     ) -> ApiKey:
         """The request's key if it may do ``scope`` (on ``model``); else 401, 403 or 429."""
         key = self.authenticate(headers, method)
-        self.authorize(key, scope, model)
+        await self.authorize(key, scope, model)
         return key
 
-    def authorize(self, key: ApiKey, scope: Scope, model: str | None = None) -> None:
+    async def authorize(self, key: ApiKey, scope: Scope, model: str | None = None) -> None:
         """403 unless ``key`` has ``scope`` (and may use ``model``); 429 over its rate."""
+        self.permit(key, scope, model)
+        await self.throttle(key)
+
+    def permit(self, key: ApiKey, scope: Scope, model: str | None = None) -> None:
+        """403 unless ``key`` has ``scope`` (and may use ``model``)."""
         if not key.has(scope):
             self._deny("scope", key.key_id)
             raise Forbidden(f"this key lacks the {scope.value!r} scope")
         if model is not None and not key.may_use(model):
             self._deny("model", key.key_id)
             raise Forbidden(f"this key may not use model {model!r}")
-        if key.rate_per_s is not None:
+
+    async def throttle(self, key: ApiKey) -> None:
+        """429 when ``key`` is over its rate: counted across nodes when they share Redis."""
+        if key.rate_per_s is None:
+            return
+        if self.shared_limits is not None:
+            wait_s = await self.shared_limits.take(key.key_id, key.rate_per_s)
+        else:
             wait_s = self._limiter.take(key.key_id, key.rate_per_s)
-            if wait_s is not None:
-                self._deny("rate_limited", key.key_id)
-                raise RateLimited(f"rate limit of this key exceeded; retry in {wait_s:.2f} s", retry_after_s(wait_s))
+        if wait_s is not None:
+            self._deny("rate_limited", key.key_id)
+            raise RateLimited(f"rate limit of this key exceeded; retry in {wait_s:.2f} s", retry_after_s(wait_s))
 
     def authenticate(self, headers: Sequence[tuple[bytes, bytes]], method: str = "GET") -> ApiKey:
         """The HTTP request's valid key, whatever it may do; else 401 (403 for a
@@ -196,11 +211,11 @@ class Authenticator:
             raise Forbidden(f"a change made with the session cookie needs the {CSRF_HEADER} header")
         return key
 
-    def admit(self, text: str | None, scope: Scope, model: str | None = None) -> ApiKey:
+    async def admit(self, text: str | None, scope: Scope, model: str | None = None) -> ApiKey:
         """The transport-neutral check: the key ``text`` (from HTTP headers, a cookie or
         gRPC metadata) if it may do ``scope`` (on ``model``); else 401, 403 or 429."""
         key = self.identify(text)
-        self.authorize(key, scope, model)
+        await self.authorize(key, scope, model)
         return key
 
     def identify(self, text: str | None) -> ApiKey:

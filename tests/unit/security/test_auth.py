@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,11 @@ from ferry.registry.keys import KeyStore
 from ferry.security.audit import utcnow
 from ferry.security.auth import Authenticator, presented_key
 from ferry.security.keys import Scope
+
+
+def check(auth: Authenticator, *args: Any) -> Any:
+    """``auth.check`` (a coroutine: a shared rate limit asks Redis) run to its answer."""
+    return asyncio.run(auth.check(*args))
 
 
 @pytest.fixture
@@ -69,7 +76,7 @@ def test_a_key_is_limited_to_model_names_not_lookalikes(store: KeyStore) -> None
 def test_requests_wait_for_the_keys_to_be_read(store: KeyStore) -> None:
     auth = Authenticator(lambda: store)
     with pytest.raises(Unavailable):
-        auth.check([], Scope.READ)
+        check(auth, [], Scope.READ)
 
 
 def test_check(store: KeyStore) -> None:
@@ -80,18 +87,18 @@ def test_check(store: KeyStore) -> None:
     auth.reload()
     denials: list[tuple[str, str | None]] = []
     auth.observe(lambda reason, key_id: denials.append((reason, key_id)))
-    assert auth.check(_bearer(reader), Scope.READ, "digits").name == "r"
+    assert check(auth, _bearer(reader), Scope.READ, "digits").name == "r"
     with pytest.raises(Forbidden, match="'infer' scope"):
-        auth.check(_bearer(reader), Scope.INFER, "digits")
+        check(auth, _bearer(reader), Scope.INFER, "digits")
     with pytest.raises(Forbidden, match="model 'iris'"):
-        auth.check(_bearer(reader), Scope.READ, "iris")
+        check(auth, _bearer(reader), Scope.READ, "iris")
     with pytest.raises(Unauthorized, match="required"):
-        auth.check([], Scope.READ)
+        check(auth, [], Scope.READ)
     with pytest.raises(Unauthorized, match="invalid"):
-        auth.check(_bearer(reader[:-1] + "x"), Scope.READ)
-    auth.check(_bearer(slow), Scope.INFER)
+        check(auth, _bearer(reader[:-1] + "x"), Scope.READ)
+    check(auth, _bearer(slow), Scope.INFER)
     with pytest.raises(RateLimited) as limited:
-        auth.check(_bearer(slow), Scope.INFER)
+        check(auth, _bearer(slow), Scope.INFER)
     assert limited.value.retry_after_s == 1
     assert [reason for reason, _ in denials] == ["scope", "model", "missing", "invalid", "rate_limited"]
 
@@ -102,13 +109,13 @@ def test_expired_and_revoked(store: KeyStore) -> None:
     auth.start()
     key, text = store.create("e", [Scope.READ], expires_at=clock[0] + timedelta(hours=1))
     auth.remember(key)
-    auth.check(_bearer(text), Scope.READ)
+    check(auth, _bearer(text), Scope.READ)
     clock[0] += timedelta(hours=1)
     with pytest.raises(Unauthorized, match="expired"):
-        auth.check(_bearer(text), Scope.READ)
+        check(auth, _bearer(text), Scope.READ)
     auth.remember(store.revoke(key.key_id))
     with pytest.raises(Unauthorized, match="revoked"):
-        auth.check(_bearer(text), Scope.READ)
+        check(auth, _bearer(text), Scope.READ)
 
 
 def test_a_key_is_refused_in_the_past(store: KeyStore) -> None:
@@ -134,7 +141,7 @@ def test_a_reload_that_raced_a_revocation_does_not_undo_it(store: KeyStore) -> N
     store.all = racing_read  # type: ignore[method-assign]
     auth.reload()
     with pytest.raises(Unauthorized, match="revoked"):
-        auth.check(_bearer(text), Scope.READ)
+        check(auth, _bearer(text), Scope.READ)
 
 
 def test_the_bootstrap_key_becomes_the_first_admin_key_and_is_not_shown(store: KeyStore) -> None:
@@ -147,7 +154,7 @@ def test_the_bootstrap_key_becomes_the_first_admin_key_and_is_not_shown(store: K
     assert shown == []
     [admin] = store.all()
     assert admin.scopes == {Scope.ADMIN} and admin.created_by == "FERRY_BOOTSTRAP_ADMIN_KEY"
-    assert auth.check(((b"x-api-key", text.encode()),), Scope.ADMIN).key_id == admin.key_id
+    assert check(auth, ((b"x-api-key", text.encode()),), Scope.ADMIN).key_id == admin.key_id
     # On a database with keys, another bootstrap key is no key.
     Authenticator(lambda: store, bootstrap=given_secret(new_secret().text)).start()
     assert len(store.all()) == 1
