@@ -67,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
         help="memory an upload's validation may use, plus 4x the file's size (default 2048)",
     )
     server.add_argument(
+        "--role",
+        choices=["all", "control", "inference"],
+        default=None,
+        help="all (default): everything in one process; control: management API, web app, keys, audit, "
+        "no models; inference: inference, metadata, health and metrics only (FERRY_ROLE)",
+    )
+    server.add_argument(
         "--no-migrate",
         dest="migrate",
         action="store_false",
@@ -416,6 +423,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             "redis_url": args.redis_url,
             "data_dir": getattr(args, "data_dir", None),
             "migrate": getattr(args, "migrate", None),
+            "role": getattr(args, "role", None),
             "trusted_models": getattr(args, "trusted_models", None),
             "trusted_types": getattr(args, "trusted_types", None),
             "validation_memory_mb": getattr(args, "validation_memory_mb", None),

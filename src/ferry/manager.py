@@ -88,12 +88,16 @@ class ModelManager:
         paths: list[Path] | DirectorySource,
         registry: RegistrySource | None = None,
         metrics: Metrics | None = None,
+        serves: bool = True,
     ) -> None:
         """Models from ``paths`` on disk (``ferry serve``), or from ``registry``
         (``ferry server``): either way a ``Source`` whose plan ``_reconcile`` follows.
         Loads, unloads and each loaded version's requests are reported to ``metrics``
         (none: not measured)."""
         self.registry = registry
+        # False on a control node (ferry server --role control): it manages the registry
+        # and loads no model; inference nodes serve them.
+        self.serves = serves
         directory = paths if isinstance(paths, DirectorySource) else DirectorySource(paths)
         self.source: Source = registry if registry is not None else directory
         self.metrics: Metrics | None = None
@@ -313,7 +317,7 @@ class ModelManager:
         async with self._sync_lock:
             # The revision first: a change made while we read the plan is seen next time.
             revision = await asyncio.to_thread(self.source.revision)
-            plans = await asyncio.to_thread(self.source.plan)
+            plans = await asyncio.to_thread(self.source.plan) if self.serves else {}
             for name in plans:
                 self._models.setdefault(name, _Model())
             # Concurrently, so a model whose library is slow to import delays only itself.

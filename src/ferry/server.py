@@ -100,7 +100,10 @@ def serve_registry(settings: Settings) -> None:
     source = open_registry(settings, engine)
     store = KeyStore(engine)
     auth = authenticator(settings, lambda: store) if settings.auth else None
-    run(ModelManager([], source), settings, auth, audit=store)
+    if settings.role == "control" and settings.grpc_port:
+        logging.getLogger("ferry").info("a control node serves no models: no gRPC endpoint")
+        settings = settings.model_copy(update={"grpc_port": 0})
+    run(ModelManager([], source, serves=settings.role != "control"), settings, auth, audit=store)
 
 
 def open_database(settings: Settings) -> Engine:

@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     )
 
     # ferry server (the registry)
+    role: Literal["all", "control", "inference"] = Field(
+        "all",
+        description="What this node serves: all (one process does everything), control (management "
+        "API, web app, keys, audit; no models loaded) or inference (REST and gRPC inference, metadata, "
+        "health and metrics; everything else 404).",
+    )
     data_dir: Path = Field(Path("ferry-data"), description="Registry database (SQLite) and artifacts.")
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the registry; default sqlite:///<data_dir>/registry.db."

@@ -63,3 +63,49 @@ def test_upload_promote_infer_and_restart(tmp_path: Path) -> None:
         assert version == "2"
     finally:
         server.terminate()
+
+
+def _eventually_served(server: Server, timeout_s: float = 10.0) -> tuple[str, np.ndarray]:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return _infer(server)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_control_and_inference_nodes_split_the_work(tmp_path: Path) -> None:
+    """One registry (the same data directory here; PostgreSQL and shared artifacts in a
+    cluster), a control node that manages it and an inference node that serves it."""
+    data_dir = tmp_path / "data"
+    control = start_command(["server", "--data-dir", str(data_dir), "--role", "control"], tmp_path / "control.log")
+    try:
+        inference = start_command(
+            ["server", "--data-dir", str(data_dir), "--role", "inference"], tmp_path / "inference.log"
+        )
+        try:
+            uploaded = _upload(control, scale_onnx(tmp_path / "v1.onnx", 2.0), stage="production")
+            assert uploaded["state"] == "ready", uploaded
+            # The inference node follows the registry and serves the version ...
+            version, factor = _eventually_served(inference)
+            assert version == "1" and np.allclose(factor[:, 1:], 2.0)
+            # ... and answers nothing but the data plane.
+            for path in ("/api/v1/models", "/api/v1/keys", "/", "/login", "/docs", "/api/v1/catalog"):
+                assert requests.get(f"{inference.url}{path}", timeout=10).status_code == 404, path
+            assert requests.get(f"{inference.url}/v2/models/scale", timeout=10).status_code == 200
+            assert requests.get(f"{inference.url}/metrics", timeout=10).status_code == 200
+            # The control node loads no model: it is ready, and has none to answer with.
+            assert requests.get(f"{control.url}/v2/health/ready", timeout=10).status_code == 200
+            x = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
+            assert requests.post(f"{control.url}/v2/models/scale/infer", json=x, timeout=10).status_code == 404
+            assert requests.get(f"{control.url}/api/v1/models/scale", timeout=10).status_code == 200
+            assert "no gRPC endpoint" in control.log()
+            assert "loaded scale version 1" not in control.log()
+        finally:
+            assert inference.terminate() == 0
+    finally:
+        assert control.terminate() == 0

@@ -214,8 +214,13 @@ def _create_api(
     app.state.manager = models
     app.state.live = LiveStats(models)
     install_error_handlers(app)
-    routers = [v2.router, v1.router, keys.router, session.router, web_api.router]
-    if models.registry is not None:
+    # An inference node (ferry server --role inference) answers the data plane only:
+    # inference, metadata, health and metrics; the rest is a control node's.
+    inference_only = settings.role == "inference" and models.registry is not None
+    routers = [v2.router, v1.router]
+    if not inference_only:
+        routers += [keys.router, session.router, web_api.router]
+    if models.registry is not None and not inference_only:
         # Imported here: `ferry serve` never loads SQLAlchemy.
         from ferry.http import management
 
@@ -223,9 +228,10 @@ def _create_api(
         routers.append(management.router)
     for router in routers:
         app.include_router(router)
-    docs_page.install(app)
-    pages.install(app)
-    routers.append(pages.router)
+    if not inference_only:
+        docs_page.install(app)
+        pages.install(app)
+        routers.append(pages.router)
 
     def openapi() -> dict[str, object]:
         if app.openapi_schema is None:
