@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import resource
@@ -100,7 +101,8 @@ async def _httpx_level(url: str, body: bytes, headers: dict[str, str], concurren
     # httpcore tries `import sniffio` on every request; without sniffio installed (newer anyio
     # no longer pulls it in) each try searches sys.path again. A None entry fails that import
     # at once, so httpx is measured at its best, not with a file-system search per request.
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+    if importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
     import httpx
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
