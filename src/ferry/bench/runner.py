@@ -103,11 +103,11 @@ async def _progress(window: Window, stream: TextIO) -> None:
     while True:
         now = time.perf_counter()
         if now < window.start:
-            line = f"concurrency {result.concurrency}: warming up, {window.start - now:.0f} s left"
+            line = f"concurrency {result.concurrency}: warming up, {window.start - now:.1f} s left"
         else:
             done = min(now, window.end) - window.start
             line = (
-                f"concurrency {result.concurrency}: {done:.0f}/{result.duration_s:g} s, "
+                f"concurrency {result.concurrency}: {done:.1f}/{result.duration_s:g} s, "
                 f"{result.requests:,} requests, {result.errors:,} errors"
             )
         stream.write(f"\r\x1b[K{line}")
