@@ -28,16 +28,17 @@ def fetch(target: Target, model: str, api_key: str | None) -> ModelMetadata:
 
 def parse(doc: Any, model: str) -> ModelMetadata:
     """A V2 model metadata document (REST JSON, or the gRPC answer as a dict)."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
+    if not isinstance(doc, dict):
+        raise UsageError(f"model {model!r}: the server's metadata is not a JSON object: {str(doc)[:200]}")
+    listed = doc.get("inputs") or []  # MLServer leaves it out unless model-settings.json lists them
+    if not isinstance(listed, list):
         raise UsageError(f"model {model!r}: the server's metadata has no list of inputs: {str(doc)[:200]}")
     inputs = []
-    for item in doc["inputs"]:
+    for item in listed:
         try:
             inputs.append(TensorSpec(str(item["name"]), str(item["datatype"]), tuple(int(d) for d in item["shape"])))
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"model {model!r}: cannot use input {item!r} from the server's metadata: {exc}") from None
-    if not inputs:
-        raise UsageError(f"model {model!r} has no inputs")
     return ModelMetadata(str(doc.get("name") or model), str(doc.get("platform") or ""), tuple(inputs))
 
 

@@ -51,7 +51,8 @@ class HttpBody:
 
 def has_batch_dim(specs: tuple[TensorSpec, ...]) -> bool:
     """The OIP convention (Triton's max_batch_size > 0, Ferry's ONNX graphs): a variable
-    first dimension on every input is the batch."""
+    first dimension on every input is the batch. Without metadata (no inputs listed) the
+    first dimension is taken for the batch, as most models have one."""
     return all(len(s.shape) >= 1 and s.shape[0] == -1 for s in specs)
 
 
@@ -77,6 +78,8 @@ def random_array(datatype: str, shape: list[int], rng: np.random.Generator) -> n
 
 def random_inputs(specs: tuple[TensorSpec, ...], batch: int, seed: int = SEED) -> InferInputs:
     """One request of random values in the shapes and datatypes of ``specs``."""
+    if not specs:
+        raise UsageError("the server's metadata lists no inputs for this model: give them with --input-data FILE")
     batched = has_batch_dim(specs)
     if batch > 1 and not batched:
         shapes = ", ".join(f"{s.name} {list(s.shape)}" for s in specs)

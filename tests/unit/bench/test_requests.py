@@ -180,3 +180,11 @@ def test_bytes_that_are_not_text_cannot_go_as_json() -> None:
     with pytest.raises(UsageError, match="rest-binary or grpc"):
         json_body(inputs)
     assert binary_body(inputs).body.endswith(b"\x01\x00\x00\x00\xff")
+
+
+def test_without_inputs_in_the_metadata_only_input_data_can_say_what_to_send(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--input-data"):
+        random_inputs((), 1)
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps({"inputs": [{"name": "x", "datatype": "INT32", "shape": [5, 1], "data": [1] * 5}]}))
+    assert load_input_data(path, ()).rows == 5
