@@ -59,11 +59,10 @@ def _fetch_grpc(target: Target, model: str, api_key: str | None) -> ModelMetadat
     from ferry.grpc.protos import grpc_service_pb2 as pb
     from ferry.grpc.protos import grpc_service_pb2_grpc as pb_grpc
 
-    channel = (
-        grpc.secure_channel(target.address, grpc.ssl_channel_credentials())
-        if target.tls
-        else (grpc.insecure_channel(target.address))
-    )
+    if target.tls:
+        channel = grpc.secure_channel(target.address, grpc.ssl_channel_credentials())
+    else:
+        channel = grpc.insecure_channel(target.address)
     with channel:
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         try:

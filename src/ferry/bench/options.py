@@ -91,12 +91,9 @@ def target(url: str, protocol: Protocol) -> Target:
     parts = urlsplit(text)
     schemes = ("http", "https", "grpc", "grpcs") if protocol == "grpc" else ("http", "https")
     if parts.scheme not in schemes or not parts.hostname:
-        wanted = (
-            "host:port or an http://, https://, grpc:// or grpcs:// URL"
-            if protocol == "grpc"
-            else ("an http:// or https:// URL")
-        )
-        raise ValueError(f"not {wanted}: {url!r}")
+        if protocol == "grpc":
+            raise ValueError(f"not host:port or an http://, https://, grpc:// or grpcs:// URL: {url!r}")
+        raise ValueError(f"not an http:// or https:// URL: {url!r}")
     tls = parts.scheme in ("https", "grpcs")
     try:
         port = parts.port
