@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: install examples protos run lint system-deps node-deps client-deps test test-fast bench bench-grpc clean
+.PHONY: install examples protos run lint system-deps node-deps client-deps test test-fast bench bench-grpc bench-client clean
 
 install: $(STAMP)
 
@@ -105,6 +105,12 @@ bench-grpc: install $(BENCH_STAMP)
 	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
 	command -v h2load >/dev/null || apt-get install -y nghttp2-client || (apt-get update && apt-get install -y nghttp2-client)
 	$(BIN)/python -m bench.grpc $(BENCH_ARGS)
+
+# ferry bench's own cost: the same ferry serve loaded by wrk, ferry bench and an httpx loop
+# (bench/client_overhead.py); needs only Ferry's venv and wrk.
+bench-client: install
+	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	$(BIN)/python -m bench.client_overhead $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(CLIENTS_VENV) examples/models test-artifacts bench/results

@@ -92,7 +92,62 @@ def _parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, default=None, help="the data directory (default ./ferry-data; FERRY_DATA_DIR)"
     )
     _client_commands(commands)
+    _bench_command(commands)
     return parser
+
+
+def _bench_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from ferry.bench import options
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure throughput and latency of a model on any Open Inference Protocol server",
+        description="Send MODEL's inference requests to URL (Ferry, Triton, KServe, MLServer) from N "
+        "concurrent workers over keep-alive connections, for each concurrency level in turn, and print "
+        "req/s, rows/s and latency percentiles. Inputs are random values in the shapes and datatypes "
+        "of the model's metadata, or --input-data. Exits with 1 when any request failed, 2 when the "
+        "run cannot start.",
+    )
+    bench.add_argument("url", metavar="URL", help="the server, e.g. http://127.0.0.1:8000 (gRPC: host:8001)")
+    bench.add_argument("model", metavar="MODEL", help="the model's name")
+    bench.add_argument(
+        "--concurrency",
+        type=options.concurrency_levels,
+        default=options.concurrency_levels(options.DEFAULT_CONCURRENCY),
+        metavar="N[,N...]",
+        help=f"requests in flight, one level after another (default {options.DEFAULT_CONCURRENCY})",
+    )
+    bench.add_argument(
+        "--duration", type=options.positive_duration, default=10.0, help="measured time per level (default 10s)"
+    )
+    bench.add_argument(
+        "--warmup", type=options.duration, default=2.0, help="unmeasured load before each level (default 2s)"
+    )
+    bench.add_argument(
+        "--protocol",
+        choices=options.PROTOCOLS,
+        default="rest-json",
+        help="V2 JSON, V2 binary tensors, or gRPC ModelInfer (default rest-json)",
+    )
+    bench.add_argument(
+        "--input-data",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help='a V2 inference request body to send, {"inputs": [...]}, instead of random values',
+    )
+    bench.add_argument(
+        "--batch",
+        type=options.batch_size,
+        default=None,
+        metavar="N",
+        help="rows per request: the size of the batch dimension (default 1)",
+    )
+    bench.add_argument(
+        "--api-key", default=None, metavar="KEY", help=f"sent as a bearer token (default ${client.API_KEY_ENV})"
+    )
+    bench.add_argument("--csv", type=Path, default=None, metavar="FILE", help="write one row per level as CSV")
+    bench.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the run and its levels as JSON")
 
 
 CLIENT_COMMANDS = ("push", "models", "versions", "promote", "traffic", "rollback", "keys", "audit")
@@ -378,6 +433,10 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             args.subparser.error(str(exc))  # exits with 2
         return client.run("traffic", args, body=body)
+    if args.command == "bench":
+        from ferry.bench.command import run
+
+        return run(args)
     if args.command in CLIENT_COMMANDS:
         if args.command == "push":
             for path in (args.file, args.config):
