@@ -18,6 +18,7 @@ says what was not tried)."""
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import os
 import re
@@ -436,8 +437,6 @@ def bootstrap_key(
     objects: list[dict[str, Any]], secrets: dict[str, dict[str, Any]], main: dict[str, Any], name: str
 ) -> str:
     """The key text the node would read from FERRY_BOOTSTRAP_ADMIN_KEY_FILE."""
-    import base64
-
     path = Path(env(main)[name]["value"])
     mount = next(m for m in main["volumeMounts"] if m["mountPath"] == str(path.parent))
     workload = next(o for o in objects if o["kind"] == "Deployment" and container(o) is main)
@@ -454,8 +453,6 @@ def test_generated_bootstrap_key_is_a_ferry_key(chart: Any) -> None:
     keys = set()
     for _ in range(3):
         secret = find(render(chart, VALUE_SETS["defaults"]), "Secret", f"{FULLNAME}-bootstrap-admin-key")
-        import base64
-
         key = base64.b64decode(secret["data"]["admin-key"]).decode()
         assert split(key) is not None, key
         keys.add(key)
@@ -465,8 +462,6 @@ def test_generated_bootstrap_key_is_a_ferry_key(chart: Any) -> None:
 
 
 def test_given_bootstrap_key_is_used_as_it_is(chart: Any) -> None:
-    import base64
-
     key = "fy_0123456789ab_" + "x" * 43
     objects = render(chart, {"database": DATABASE, "auth": {"bootstrapAdminKey": key}})
     secret = find(objects, "Secret", f"{FULLNAME}-bootstrap-admin-key")
