@@ -152,8 +152,8 @@ class S3ArtifactStore:
             ) from None
         except (EndpointConnectionError, ConnectTimeoutError) as exc:
             raise ConfigError(
-                f"artifact store {self.url}: cannot reach the S3 endpoint {endpoint} ({exc}); "
-                "AWS_ENDPOINT_URL names another endpoint"
+                f"artifact store {self.url}: cannot reach the S3 endpoint {endpoint} ({exc}): "
+                "is the store up, and is AWS_ENDPOINT_URL right?"
             ) from None
         except ClientError as exc:
             status = _status(exc)
