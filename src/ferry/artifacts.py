@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from ferry.errors import FerryError, InvalidInput, NotFound
+from ferry.errors import FerryError, InvalidInput, NotFound, Unavailable
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 TEMP_PREFIX = ".tmp-"
@@ -79,6 +79,11 @@ class ArtifactStore(Protocol):
 
 class CorruptArtifact(FerryError):
     """An artifact's bytes do not hash to its digest: they are never served."""
+
+
+class StoreUnavailable(Unavailable):
+    """A remote store cannot be reached or refuses a request (503): the store's failure,
+    not the artifact's, so an upload it interrupts leaves nothing behind."""
 
 
 def copy_hashed(source: BinaryIO, out: BinaryIO) -> tuple[str, int]:

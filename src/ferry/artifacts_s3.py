@@ -47,12 +47,13 @@ from ferry.artifacts import (
     TEMP_PREFIX,
     Artifact,
     CorruptArtifact,
+    StoreUnavailable,
     check_digest,
     copy_hashed,
     fetch_temp,
     file_digest,
 )
-from ferry.errors import ConfigError, NotFound, Unavailable
+from ferry.errors import ConfigError, NotFound
 
 log = logging.getLogger("ferry.artifacts")
 
@@ -355,4 +356,4 @@ class S3ArtifactStore:
         try:
             yield
         except _STORE_ERRORS as exc:
-            raise Unavailable(f"artifact store {self.url} {doing}: {exc}", retry_after_s=5) from exc
+            raise StoreUnavailable(f"artifact store {self.url} {doing}: {exc}", retry_after_s=5) from exc

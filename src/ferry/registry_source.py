@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ferry import sandbox
-from ferry.artifacts import FETCH_SUFFIX, ArtifactStore
+from ferry.artifacts import FETCH_SUFFIX, ArtifactStore, StoreUnavailable
 from ferry.config import ModelConfig
 from ferry.errors import Conflict, InvalidInput
 from ferry.names import check_file_name, check_model_name
@@ -190,6 +190,11 @@ class RegistrySource:
         )
         try:
             signature, warmup_ms = await asyncio.to_thread(self._validate, version)
+        except StoreUnavailable:
+            # The store failed (fetching the artifact to validate it), not the file: the
+            # version is taken back so that the upload can simply be retried (503).
+            await asyncio.to_thread(self.registry.delete_version, model, number)
+            raise
         except Exception as exc:
             reason = self.public(str(exc) if isinstance(exc, sandbox.SandboxFailure) else load_failure(exc))
             log.warning("%s version %d failed validation: %s", model, number, reason)

@@ -15,6 +15,7 @@ import pytest
 from botocore.config import Config
 from starlette.testclient import TestClient
 
+from ferry.artifacts import StoreUnavailable
 from ferry.artifacts_s3 import S3ArtifactStore
 from ferry.http.app import create_app
 from ferry.manager import ModelManager
@@ -169,5 +170,32 @@ def test_an_unreachable_store_during_an_upload_is_a_503_and_records_nothing(clus
         assert "artifact store" in message and cluster.bucket_url in message and "connect" in message.lower()
         assert response.headers.get("retry-after")
         assert node.get("/api/v1/models/scale").status_code == 404  # not even the model
-        assert node.get("/api/v1/models").json() == [] or "scale" not in str(node.get("/api/v1/models").json())
+        assert node.get("/api/v1/models").json() == []
     assert list((data_dir / "staging").glob("*")) == []  # the upload's temp file is gone
+
+
+class _FailsToRead(S3ArtifactStore):
+    """Stores, then cannot be read: the store went away between the two."""
+
+    def fetch(self, digest: str, destination: Path) -> None:
+        raise StoreUnavailable(f"artifact store {self.url} cannot read {digest}: connection reset")
+
+
+def test_a_store_failing_during_validation_is_a_503_and_takes_the_version_back(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    first = cluster.node("first")
+    _upload(first, scale_onnx(tmp_path / "v1.onnx", 2.0))
+    data_dir = tmp_path / "flaky"
+    store = _FailsToRead(cluster.bucket_url, data_dir / "staging", client=cluster.s3.client())
+    source = RegistrySource(Registry.from_engine(cluster.engine), store, data_dir)
+    with TestClient(create_app(Settings(data_dir=data_dir, auth=False), ModelManager([], source))) as node:
+        with scale_onnx(tmp_path / "v2.onnx", 3.0).open("rb") as f:
+            response = node.post("/api/v1/models/scale/versions", files={"file": ("model.onnx", f)})
+        assert response.status_code == 503, response.text
+        assert "cannot read" in response.json()["error"]
+    versions = first.get("/api/v1/models/scale/versions").json()
+    assert [(v["number"], v["state"]) for v in versions] == [(1, "ready")]
+    assert not (data_dir / "serving" / "scale" / "2").exists()
+    # Retried once the store is back: the next number, ready.
+    assert _upload(first, scale_onnx(tmp_path / "v2.onnx", 3.0))["number"] == 3
