@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="URL",
         help="SQLAlchemy URL of the registry, e.g. postgresql+psycopg://user@host/ferry "
-        "(default sqlite:///<data dir>/registry.db; FERRY_DATABASE_URL)",
+        "(default sqlite:///<data dir>/registry.db; FERRY_DATABASE_URL, better for a URL with a password, "
+        "which any user of the machine could read from the command line)",
     )
     server.add_argument(
         "--artifacts-url",
