@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[sklearn,torch,text,dev]'
+	$(BIN)/pip install --quiet -e '.[sklearn,torch,text,s3,dev]'
 	touch $(STAMP)
 
 # Each example trains or exports its model offline into examples/models/ (gitignored),

@@ -1,8 +1,10 @@
 """ArtifactStore: model files kept by content (sha256), so a version's bytes can never
 change under it and identical uploads are stored once.
 
-``LocalArtifactStore`` lays blobs out as ``<root>/sha256/<first 2 hex>/<other 62 hex>``.
-An S3-compatible store can implement the same ``ArtifactStore`` protocol later."""
+``LocalArtifactStore`` lays blobs out as ``<root>/sha256/<first 2 hex>/<other 62 hex>``;
+``ferry.artifacts_s3.S3ArtifactStore`` keeps the same layout under an S3 prefix. Neither
+hands out paths of its own: a process that needs a file asks for a copy of the artifact
+where it wants it (``fetch``)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import contextlib
 import hashlib
 import os
 import re
+import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -17,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from ferry.errors import InvalidInput, NotFound
+from ferry.errors import FerryError, InvalidInput, NotFound, Unavailable
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 TEMP_PREFIX = ".tmp-"
+# What a fetch killed half-way leaves beside its destination (RegistrySource.prune removes it).
+FETCH_SUFFIX = ".fetching"
 _CHUNK = 1024 * 1024
 
 
@@ -44,10 +50,14 @@ class ArtifactStore(Protocol):
         """Store a stream's or a file's bytes; storing the same bytes twice is a no-op."""
         ...
 
-    def open(self, digest: str) -> BinaryIO: ...
+    def open(self, digest: str) -> BinaryIO:
+        """The artifact's bytes, for reading; the caller closes it. NotFound if it is not there."""
+        ...
 
-    def path(self, digest: str) -> Path:
-        """A local file with the artifact's bytes (a remote store would cache it)."""
+    def fetch(self, digest: str, destination: Path) -> None:
+        """Make ``destination`` a file with the artifact's bytes. It appears whole or not at
+        all (written beside it, then renamed into place); NotFound if the artifact is not
+        there, CorruptArtifact when a remote copy's bytes no longer match its digest."""
         ...
 
     def exists(self, digest: str) -> bool: ...
@@ -65,6 +75,37 @@ class ArtifactStore(Protocol):
     def cleanup_temp(self, older_than_s: float = 0.0) -> int:
         """Remove partial uploads left by a killed process; returns how many."""
         ...
+
+
+class CorruptArtifact(FerryError):
+    """An artifact's bytes do not hash to its digest: they are never served."""
+
+
+class StoreUnavailable(Unavailable):
+    """A remote store cannot be reached or refuses a request (503): the store's failure,
+    not the artifact's, so an upload it interrupts leaves nothing behind."""
+
+
+def copy_hashed(source: BinaryIO, out: BinaryIO) -> tuple[str, int]:
+    """Copy a stream a chunk at a time (memory stays bounded whatever its size); its digest
+    and size."""
+    hasher, size = hashlib.sha256(), 0
+    while chunk := source.read(_CHUNK):
+        hasher.update(chunk)
+        out.write(chunk)
+        size += len(chunk)
+    return f"sha256:{hasher.hexdigest()}", size
+
+
+def file_digest(path: Path) -> str:
+    with open(path, "rb") as stream:
+        return f"sha256:{hashlib.file_digest(stream, 'sha256').hexdigest()}"
+
+
+def fetch_temp(destination: Path) -> Path:
+    """A fresh name beside ``destination`` (same directory, so same file system, so the
+    final ``os.replace`` is atomic) that two processes fetching at once never share."""
+    return destination.with_name(f".{destination.name}.{secrets.token_hex(4)}{FETCH_SUFFIX}")
 
 
 class LocalArtifactStore:
@@ -87,17 +128,12 @@ class LocalArtifactStore:
         fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self._blobs)
         temp = Path(temp_name)
         try:
-            hasher, size = hashlib.sha256(), 0
             with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(_CHUNK):
-                    hasher.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
+                digest, size = copy_hashed(stream, out)
                 out.flush()
                 # The registry records the digest right after this returns: the bytes
                 # must be on disk before a database row can point at them.
                 os.fsync(out.fileno())
-            digest = f"sha256:{hasher.hexdigest()}"
             final = self._path_for(digest)
             if final.exists():
                 temp.unlink()
@@ -114,9 +150,25 @@ class LocalArtifactStore:
             raise
 
     def open(self, digest: str) -> BinaryIO:
-        return open(self.path(digest), "rb")  # the caller closes it
+        return open(self._existing(digest), "rb")  # the caller closes it
 
-    def path(self, digest: str) -> Path:
+    def fetch(self, digest: str, destination: Path) -> None:
+        """A hard link where the file system allows (no copy, no extra space: blobs are
+        never modified in place), else a copy."""
+        blob = self._existing(digest)
+        temp = fetch_temp(destination)
+        try:
+            try:
+                os.link(blob, temp)
+            except OSError:  # another file system, or one without hard links
+                with open(blob, "rb") as src, temp.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, _CHUNK)
+            os.replace(temp, destination)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+
+    def _existing(self, digest: str) -> Path:
         path = self._path_for(digest)
         if not path.is_file():
             raise NotFound(f"artifact {digest} not found")
@@ -148,7 +200,7 @@ class LocalArtifactStore:
 
     def modified_at(self, digest: str) -> float:
         """The blob's mtime (seconds since the epoch): cleanup spares recent blobs."""
-        return self.path(digest).stat().st_mtime
+        return self._existing(digest).stat().st_mtime
 
     def cleanup_temp(self, older_than_s: float = 0.0) -> int:
         """Delete temp files not written to for ``older_than_s`` seconds. At start-up of the

@@ -43,6 +43,22 @@ def _parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, default=None, help="registry and artifacts (default ./ferry-data; FERRY_DATA_DIR)"
     )
     server.add_argument(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="SQLAlchemy URL of the registry, e.g. postgresql+psycopg://user@host/ferry "
+        "(default sqlite:///<data dir>/registry.db; FERRY_DATABASE_URL, better for a URL with a password, "
+        "which any user of the machine could read from the command line)",
+    )
+    server.add_argument(
+        "--artifacts-url",
+        default=None,
+        metavar="URL",
+        help="keep artifacts in an S3-compatible bucket, s3://BUCKET/PREFIX; endpoint and credentials "
+        "come from the standard AWS settings (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_PROFILE, a role) "
+        "(default <data dir>/artifacts; FERRY_ARTIFACTS_URL)",
+    )
+    server.add_argument(
         "--trust-model",
         dest="trusted_models",
         action="append",
@@ -483,6 +499,8 @@ def _settings(args: argparse.Namespace) -> Settings:
             "data_dir": getattr(args, "data_dir", None),
             "migrate": getattr(args, "migrate", None),
             "role": getattr(args, "role", None),
+            "database_url": getattr(args, "database_url", None),
+            "artifacts_url": getattr(args, "artifacts_url", None),
             "trusted_models": getattr(args, "trusted_models", None),
             "trusted_types": getattr(args, "trusted_types", None),
             "validation_memory_mb": getattr(args, "validation_memory_mb", None),

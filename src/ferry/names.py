@@ -32,6 +32,13 @@ def is_model_name(name: object) -> bool:
     return isinstance(name, str) and MODEL_NAME.fullmatch(name) is not None
 
 
+def check_model_name(name: str) -> str:
+    """``name`` if it can name a model; else InvalidInput (400) saying what a name is."""
+    if not is_model_name(name):
+        raise InvalidInput(f"invalid model name {name!r}: letters, digits, '_', '.', '-' (at most 128)")
+    return name
+
+
 def is_stage_name(name: object) -> bool:
     return isinstance(name, str) and STAGE_NAME.fullmatch(name) is not None
 

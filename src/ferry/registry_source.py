@@ -7,16 +7,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ferry import sandbox
-from ferry.artifacts import ArtifactStore
+from ferry.artifacts import FETCH_SUFFIX, ArtifactStore, StoreUnavailable
 from ferry.config import ModelConfig
 from ferry.errors import Conflict, InvalidInput
-from ferry.names import check_file_name
+from ferry.names import check_file_name, check_model_name
 from ferry.pipeline import build_pipeline
 from ferry.registry import Registry, Version, VersionState
 from ferry.serverpaths import server_paths
@@ -95,23 +95,21 @@ class RegistrySource:
 
     def materialise(self, version: Version) -> tuple[ModelSource, VersionSource]:
         """``<data dir>/serving/<model>/<number>/<original file name>``: artifacts are stored
-        by digest without a suffix, and the runtimes pick their loader by suffix."""
+        by digest without a suffix, and the runtimes pick their loader by suffix. The
+        store fetches it there: a hard link from a local store, a checked download from
+        S3 (so a node with an empty disk serves every version of the registry)."""
         stored = ModelConfig.model_validate(version.config) if version.config else ModelConfig()
         # Whatever a stored config says about trust (older releases let uploads set it),
         # the server's policy decides.
         config = self.trust.apply(version.model, stored)
         self.trust.check_runtime(version.model, config.runtime or RUNTIME_BY_SUFFIX[Path(version.filename).suffix])
         path = self.serving_dir / version.model / str(version.number) / version.filename
+        # The serving directory is this node's copy: a file laid out before (by this
+        # process or another on the same data directory) is whole, as fetch renames it
+        # into place only once it is complete and checked.
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
-            temp = path.with_name(f".{path.name}.tmp")
-            temp.unlink(missing_ok=True)
-            try:
-                os.link(self.store.path(version.artifact_digest), temp)
-            except OSError:  # another file system, or a store without local paths
-                with self.store.open(version.artifact_digest) as src, temp.open("wb") as dst:
-                    shutil.copyfileobj(src, dst)
-            os.replace(temp, path)
+            self.store.fetch(version.artifact_digest, path)
         source = ModelSource(version.model, [VersionSource(version.number, path)], config)
         return source, source.versions[0]
 
@@ -122,13 +120,20 @@ class RegistrySource:
         with contextlib.suppress(OSError):  # not empty: other versions are laid out
             folder.parent.rmdir()
 
-    def prune(self) -> list[Path]:
+    def prune(self, older_than_s: float = 0.0) -> list[Path]:
         """At start-up: remove the laid-out files of versions no process can be serving
         (failed, deleted, or of a deleted model), which a crash or an older release left.
         Ready versions stay (another process on this data directory may serve them), and
-        so do versions being uploaded or validated."""
+        so do versions being uploaded or validated. Half-fetched files a killed process
+        left beside a kept version go too, once not written to for ``older_than_s``
+        (another process on this data directory may be fetching right now)."""
         if not self.serving_dir.is_dir():
             return []
+        cutoff = time.time() - older_than_s
+        for temp in self.serving_dir.glob(f"*/*/.*{FETCH_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                if older_than_s <= 0 or temp.stat().st_mtime <= cutoff:
+                    temp.unlink()
         # Folders first, records second: a version's record is written before its folder,
         # so a folder seen here whose record is missing was deleted, not just uploaded.
         folders = [v for m in self.serving_dir.iterdir() if m.is_dir() for v in m.iterdir() if v.is_dir()]
@@ -170,9 +175,12 @@ class RegistrySource:
         if suffix not in UPLOAD_SUFFIXES:
             raise InvalidInput(f"cannot serve {filename!r}: the file name must end in {', '.join(UPLOAD_SUFFIXES)}")
         runtime = RUNTIME_BY_SUFFIX[suffix]
+        check_model_name(model)
+        # The artifact first: when the store fails (503), nothing of the upload is in the
+        # registry, not even a new model without versions.
+        artifact = await asyncio.to_thread(self.store.put, stream)
         with contextlib.suppress(Conflict):  # it exists: the usual case
             await asyncio.to_thread(self.registry.create_model, model)
-        artifact = await asyncio.to_thread(self.store.put, stream)
         if config is None:
             config = await asyncio.to_thread(self._latest_config, model)
         version = await asyncio.to_thread(self.registry.add_version, model, runtime, artifact, filename, uploaded_by)
@@ -182,6 +190,11 @@ class RegistrySource:
         )
         try:
             signature, warmup_ms = await asyncio.to_thread(self._validate, version)
+        except StoreUnavailable:
+            # The store failed (fetching the artifact to validate it), not the file: the
+            # version is taken back so that the upload can simply be retried (503).
+            await asyncio.to_thread(self.registry.delete_version, model, number)
+            raise
         except Exception as exc:
             reason = self.public(str(exc) if isinstance(exc, sandbox.SandboxFailure) else load_failure(exc))
             log.warning("%s version %d failed validation: %s", model, number, reason)

@@ -26,6 +26,7 @@ from ferry.settings import Settings
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from ferry.artifacts import ArtifactStore
     from ferry.grpc.server import GrpcServer
     from ferry.registry.keys import KeyStore
     from ferry.registry_source import RegistrySource
@@ -96,8 +97,11 @@ def serve_registry(settings: Settings) -> None:
     """``ferry server``: every model in the registry, with the management API."""
     from ferry.registry.keys import KeyStore
 
+    # The store first: a missing bucket should stop the start at once, not after the
+    # wait for the database's schema.
+    artifacts = open_artifact_store(settings)
     engine = open_database(settings)
-    source = open_registry(settings, engine)
+    source = open_registry(settings, engine, artifacts)
     store = KeyStore(engine)
     auth = authenticator(settings, lambda: store) if settings.auth else None
     if settings.role == "control" and settings.grpc_port:
@@ -124,10 +128,33 @@ def open_database(settings: Settings) -> Engine:
     return engine
 
 
-def open_registry(settings: Settings, engine: Engine) -> RegistrySource:
+def open_artifact_store(settings: Settings) -> ArtifactStore:
+    """``<data dir>/artifacts``, or the S3 bucket ``artifacts_url`` names, checked with a
+    HeadBucket: ConfigError (exit 2) when it is missing, unreachable or refused."""
+    from ferry.artifacts import LocalArtifactStore
+
+    if not settings.artifacts_url:
+        return LocalArtifactStore(settings.data_dir / "artifacts")
+    if not settings.artifacts_url.startswith("s3://"):
+        raise ConfigError(
+            f"artifacts_url must look like s3://BUCKET or s3://BUCKET/PREFIX, not {settings.artifacts_url!r}"
+        )
+    try:
+        from ferry.artifacts_s3 import S3ArtifactStore
+    except ImportError as exc:
+        raise ConfigError(
+            f"--artifacts-url {settings.artifacts_url} needs boto3 ({exc}): pip install 'ferry-serve[s3]'"
+        ) from None
+    # Uploads are hashed on local disk before they go to the bucket.
+    store = S3ArtifactStore(settings.artifacts_url, staging_dir=settings.data_dir / "staging")
+    store.check()
+    logging.getLogger("ferry").info("artifacts in %s", store.url)
+    return store
+
+
+def open_registry(settings: Settings, engine: Engine, store: ArtifactStore) -> RegistrySource:
     """The registry, after repairing what a killed process left behind (sparing uploads
     younger than the grace period: another process may be validating them)."""
-    from ferry.artifacts import LocalArtifactStore
     from ferry.registry import Registry, cleanup
     from ferry.registry_source import RegistrySource
     from ferry.sandbox import Limits
@@ -135,7 +162,6 @@ def open_registry(settings: Settings, engine: Engine) -> RegistrySource:
 
     data_dir = settings.data_dir
     registry = Registry.from_engine(engine)
-    store = LocalArtifactStore(data_dir / "artifacts")
     cleanup(registry, store, older_than_s=settings.cleanup_grace_s)
     logging.getLogger("ferry").info("registry %s, data in %s", engine.url.render_as_string(), data_dir.resolve())
     trust = TrustPolicy.of(settings.trusted_models, settings.trusted_types)
@@ -143,7 +169,7 @@ def open_registry(settings: Settings, engine: Engine) -> RegistrySource:
         logging.getLogger("ferry").warning("trusting code in uploads: %s", trust.describe())
     limits = Limits(settings.validation_memory_mb * 2**20, settings.validation_cpu_s, settings.validation_timeout_s)
     source = RegistrySource(registry, store, data_dir, settings.poll_interval_s, trust, limits)
-    if pruned := source.prune():
+    if pruned := source.prune(older_than_s=settings.cleanup_grace_s):
         logging.getLogger("ferry").info("removed the laid-out files of %d versions no longer served", len(pruned))
     return source
 

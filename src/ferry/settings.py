@@ -138,6 +138,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the registry; default sqlite:///<data_dir>/registry.db."
     )
+    artifacts_url: str | None = Field(
+        None,
+        description="Where artifacts are kept: s3://BUCKET/PREFIX (any S3-compatible store; the endpoint, "
+        "region and credentials come from the standard AWS settings: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
+        "AWS_PROFILE, a role). Unset: <data_dir>/artifacts.",
+    )
     migrate: bool = Field(
         True,
         description="Bring the database to this release's schema at start (FERRY_MIGRATE=false or "

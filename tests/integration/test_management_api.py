@@ -5,6 +5,8 @@ validated, stages and traffic route inference, versions in use cannot be deleted
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from ferry.artifacts import LocalArtifactStore
+from ferry.artifacts import FETCH_SUFFIX, LocalArtifactStore
 from ferry.http.app import create_app
 from ferry.manager import ModelManager
 from ferry.registry import Registry, connect, default_url, migrate
@@ -151,6 +153,24 @@ def test_prune_removes_the_files_of_failed_and_deleted_versions_only(client: Tes
     assert sorted(source.prune()) == sorted(left[1:])
     assert [p for p in left if p.exists()] == [left[0]]  # ready: another process may serve it
     assert not (serving / "gone").exists()
+
+
+def test_prune_removes_half_fetched_files(client: TestClient, tmp_path: Path) -> None:
+    """A process killed while fetching an artifact into serving/ leaves a temp file beside
+    the version's file; prune removes it once it is older than the grace period."""
+    _upload(client, scale_onnx(tmp_path / "model.onnx", 2.0), stage="production")
+    folder = tmp_path / "data" / "serving" / "scale" / "1"
+    stale, fresh = folder / f".model.onnx.dead{FETCH_SUFFIX}", folder / f".model.onnx.live{FETCH_SUFFIX}"
+    stale.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    source: RegistrySource = client.app.api.state.registry  # type: ignore[attr-defined]
+    assert source.prune(older_than_s=600) == []
+    assert sorted(p.name for p in folder.iterdir()) == sorted([fresh.name, "model.onnx"])
+    source.prune()
+    assert [p.name for p in folder.iterdir()] == ["model.onnx"]
+    assert _infer(client)["model_version"] == "1"
 
 
 def test_upload_refuses_unknown_file_types(client: TestClient, tmp_path: Path) -> None:

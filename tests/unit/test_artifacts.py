@@ -1,4 +1,6 @@
-"""ferry.artifacts: the content-addressed store on a local directory."""
+"""ferry.artifacts: the content-addressed store. One contract, run against every store:
+a local directory and an S3 bucket (moto's server, tests/s3.py); what only one store
+does is tested below (local) and in tests/integration/test_artifacts_s3.py (S3)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,24 @@ from pathlib import Path
 
 import pytest
 
-from ferry.artifacts import TEMP_PREFIX, Artifact, ArtifactStore, LocalArtifactStore
+from ferry.artifacts import FETCH_SUFFIX, TEMP_PREFIX, Artifact, ArtifactStore, LocalArtifactStore
 from ferry.errors import InvalidInput, NotFound
+from tests.s3 import S3Server
 
 DATA = b"model bytes " * 1000
 DIGEST = "sha256:" + hashlib.sha256(DATA).hexdigest()
+OTHER = b"other model bytes"
+OTHER_DIGEST = "sha256:" + hashlib.sha256(OTHER).hexdigest()
+
+
+@pytest.fixture(params=["local", "s3"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
+    if request.param == "local":
+        return LocalArtifactStore(tmp_path / "artifacts")
+    from ferry.artifacts_s3 import S3ArtifactStore
+
+    s3: S3Server = request.getfixturevalue("s3_server")
+    return S3ArtifactStore(f"s3://{s3.new_bucket()}/models", tmp_path / "staging", client=s3.client())
 
 
 @pytest.fixture
@@ -27,52 +42,98 @@ def _temp_files(store: LocalArtifactStore) -> list[Path]:
     return list((store.root / "sha256").glob(f"{TEMP_PREFIX}*"))
 
 
-def test_put_stream_stores_by_sha256(store: LocalArtifactStore) -> None:
-    artifact = store.put(io.BytesIO(DATA))
+def _leftovers(store: ArtifactStore) -> list[Path]:
+    """What an upload may leave on local disk until it is done."""
+    if isinstance(store, LocalArtifactStore):
+        return _temp_files(store)
+    staging: Path = getattr(store, "staging_dir")  # noqa: B009 (not in the protocol)
+    return list(staging.glob(f"{TEMP_PREFIX}*"))
+
+
+# -- the contract ------------------------------------------------------------------------
+
+
+def test_put_stream_stores_by_sha256(any_store: ArtifactStore, tmp_path: Path) -> None:
+    artifact = any_store.put(io.BytesIO(DATA))
     assert artifact == Artifact(DIGEST, len(DATA))
-    hex_digest = DIGEST.removeprefix("sha256:")
-    assert store.path(DIGEST) == store.root / "sha256" / hex_digest[:2] / hex_digest[2:]
-    with store.open(DIGEST) as stream:
+    with any_store.open(DIGEST) as stream:
         assert stream.read() == DATA
-    assert store.exists(DIGEST)
-    assert list(store.digests()) == [DIGEST]
-    assert _temp_files(store) == []
+    assert any_store.exists(DIGEST)
+    assert list(any_store.digests()) == [DIGEST]
+    assert _leftovers(any_store) == []
+    destination = tmp_path / "serving" / "model.onnx"
+    destination.parent.mkdir()
+    any_store.fetch(DIGEST, destination)
+    assert destination.read_bytes() == DATA
+    assert os.listdir(destination.parent) == ["model.onnx"]  # no temp file beside it
 
 
-def test_put_path(store: LocalArtifactStore, tmp_path: Path) -> None:
+def test_put_path(any_store: ArtifactStore, tmp_path: Path) -> None:
     source = tmp_path / "model.onnx"
     source.write_bytes(DATA)
-    assert store.put(source) == Artifact(DIGEST, len(DATA))
+    assert any_store.put(source) == Artifact(DIGEST, len(DATA))
+    assert source.read_bytes() == DATA  # the caller's file is left alone
+    with any_store.open(DIGEST) as stream:
+        assert stream.read() == DATA
 
 
-def test_put_is_idempotent(store: LocalArtifactStore) -> None:
-    first = store.put(io.BytesIO(DATA))
-    second = store.put(io.BytesIO(DATA))
+def test_put_is_idempotent(any_store: ArtifactStore) -> None:
+    first = any_store.put(io.BytesIO(DATA))
+    second = any_store.put(io.BytesIO(DATA))
     assert first == second
-    assert list(store.digests()) == [DIGEST]
-    assert _temp_files(store) == []
+    assert list(any_store.digests()) == [DIGEST]
+    assert _leftovers(any_store) == []
 
 
-def test_empty_artifact(store: LocalArtifactStore) -> None:
-    artifact = store.put(io.BytesIO(b""))
+def test_digests_lists_every_artifact(any_store: ArtifactStore) -> None:
+    assert list(any_store.digests()) == []
+    any_store.put(io.BytesIO(DATA))
+    any_store.put(io.BytesIO(OTHER))
+    assert sorted(any_store.digests()) == sorted([DIGEST, OTHER_DIGEST])
+
+
+def test_empty_artifact(any_store: ArtifactStore, tmp_path: Path) -> None:
+    artifact = any_store.put(io.BytesIO(b""))
     assert artifact == Artifact("sha256:" + hashlib.sha256(b"").hexdigest(), 0)
-    assert store.path(artifact.digest).read_bytes() == b""
+    any_store.fetch(artifact.digest, tmp_path / "empty")
+    assert (tmp_path / "empty").read_bytes() == b""
 
 
-def test_delete(store: LocalArtifactStore) -> None:
-    store.put(io.BytesIO(DATA))
-    assert store.delete(DIGEST) is True
-    assert not store.exists(DIGEST)
-    assert store.delete(DIGEST) is False
-    assert list(store.digests()) == []
+def test_fetch_replaces_a_stale_destination(any_store: ArtifactStore, tmp_path: Path) -> None:
+    any_store.put(io.BytesIO(DATA))
+    destination = tmp_path / "model.onnx"
+    destination.write_bytes(b"half a file from before")
+    any_store.fetch(DIGEST, destination)
+    assert destination.read_bytes() == DATA
 
 
-def test_missing_artifact_is_not_found(store: LocalArtifactStore) -> None:
+def test_delete(any_store: ArtifactStore) -> None:
+    any_store.put(io.BytesIO(DATA))
+    assert any_store.delete(DIGEST) is True
+    assert not any_store.exists(DIGEST)
+    assert any_store.delete(DIGEST) is False
+    assert list(any_store.digests()) == []
+
+
+def test_missing_artifact_is_not_found(any_store: ArtifactStore, tmp_path: Path) -> None:
     with pytest.raises(NotFound):
-        store.open(DIGEST)
+        any_store.open(DIGEST)
     with pytest.raises(NotFound):
-        store.path(DIGEST)
-    assert not store.exists(DIGEST)
+        any_store.fetch(DIGEST, tmp_path / "model.onnx")
+    with pytest.raises(NotFound):
+        any_store.modified_at(DIGEST)
+    assert not any_store.exists(DIGEST)
+    assert list(tmp_path.glob(f".*{FETCH_SUFFIX}")) == []  # no half-fetched file left
+
+
+def test_modified_at_is_refreshed_by_a_new_put(any_store: ArtifactStore) -> None:
+    before = time.time()
+    any_store.put(io.BytesIO(DATA))
+    first = any_store.modified_at(DIGEST)
+    assert before - 2 <= first <= time.time() + 2  # S3 keeps whole seconds
+    time.sleep(1.1)
+    any_store.put(io.BytesIO(DATA))  # the same bytes again, about to be referenced again
+    assert any_store.modified_at(DIGEST) > first
 
 
 @pytest.mark.parametrize(
@@ -89,10 +150,12 @@ def test_missing_artifact_is_not_found(store: LocalArtifactStore) -> None:
         "",
     ],
 )
-def test_bad_digests_are_refused(store: LocalArtifactStore, digest: str) -> None:
-    for call in (store.exists, store.open, store.path, store.delete):
+def test_bad_digests_are_refused(any_store: ArtifactStore, digest: str, tmp_path: Path) -> None:
+    for call in (any_store.exists, any_store.open, any_store.delete, any_store.modified_at):
         with pytest.raises(InvalidInput):
             call(digest)
+    with pytest.raises(InvalidInput):
+        any_store.fetch(digest, tmp_path / "model.onnx")
 
 
 class _Broken:
@@ -108,11 +171,32 @@ class _Broken:
         return b"half"
 
 
-def test_failed_put_leaves_nothing(store: LocalArtifactStore) -> None:
+def test_failed_put_leaves_nothing(any_store: ArtifactStore) -> None:
     with pytest.raises(OSError, match="connection reset"):
-        store.put(_Broken())  # type: ignore[arg-type]
-    assert _temp_files(store) == []
-    assert list(store.digests()) == []
+        any_store.put(_Broken())  # type: ignore[arg-type]
+    assert _leftovers(any_store) == []
+    assert list(any_store.digests()) == []
+
+
+def test_stores_implement_the_protocol(any_store: ArtifactStore) -> None:
+    assert isinstance(any_store, ArtifactStore)
+
+
+# -- the local store ---------------------------------------------------------------------
+
+
+def test_local_layout(store: LocalArtifactStore) -> None:
+    store.put(io.BytesIO(DATA))
+    hex_digest = DIGEST.removeprefix("sha256:")
+    assert (store.root / "sha256" / hex_digest[:2] / hex_digest[2:]).read_bytes() == DATA
+
+
+def test_local_fetch_is_a_hard_link(store: LocalArtifactStore, tmp_path: Path) -> None:
+    store.put(io.BytesIO(DATA))
+    hex_digest = DIGEST.removeprefix("sha256:")
+    destination = tmp_path / "model.onnx"
+    store.fetch(DIGEST, destination)
+    assert destination.samefile(store.root / "sha256" / hex_digest[:2] / hex_digest[2:])
 
 
 class _Stalls(_Broken):
@@ -156,7 +240,3 @@ def test_cleanup_temp_spares_recent_files(store: LocalArtifactStore) -> None:
     assert store.cleanup_temp(older_than_s=600) == 1
     assert fresh.exists() and not stale.exists()
     assert list(store.digests()) == [DIGEST]  # blobs are never touched
-
-
-def test_local_store_implements_the_protocol(store: LocalArtifactStore) -> None:
-    assert isinstance(store, ArtifactStore)

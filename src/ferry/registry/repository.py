@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ferry.artifacts import Artifact, check_digest
 from ferry.errors import Conflict, InvalidInput, NotFound
-from ferry.names import MAX_VERSION, check_file_name, is_model_name, is_stage_name
+from ferry.names import MAX_VERSION, check_file_name, check_model_name, is_stage_name
 from ferry.registry.db import REVISION_LOCK, WRITE
 from ferry.registry.records import Model, Traffic, Version
 from ferry.registry.schema import (
@@ -64,8 +64,7 @@ class Registry:
     def create_model(
         self, name: str, description: str = "", task: str = "", labels: Mapping[str, str] | None = None
     ) -> Model:
-        if not is_model_name(name):
-            raise InvalidInput(f"invalid model name {name!r}: letters, digits, '_', '.', '-' (at most 128)")
+        check_model_name(name)
         labels = dict(labels or {})
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
             raise InvalidInput("labels must map strings to strings")
