@@ -53,9 +53,8 @@ KUBERNETES_VERSIONS = ["1.29", "1.32"]
 RELEASE, NAMESPACE = "demo", "models"
 FULLNAME = f"{RELEASE}-ferry"
 DATABASE = {"url": "postgresql+psycopg://ferry:secret@postgres:5432/ferry"}
-# FERRY_ARTIFACTS_URL is read by the S3 artifact store, which another change adds to
-# Settings; until then it is the one FERRY_* variable the chart sets that Settings lacks.
-PENDING_SETTINGS = {"FERRY_ARTIFACTS_URL"}
+# Every FERRY_* variable the chart sets is a Settings field (none pending).
+PENDING_SETTINGS: set[str] = set()
 CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
