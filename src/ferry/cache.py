@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import orjson
 
+from ferry.codecs.tensors import array_from_raw, array_to_raw
 from ferry.config import ModelConfig
-from ferry.errors import ConfigError
+from ferry.errors import ConfigError, FerryError
 
 if TYPE_CHECKING:
     from ferry.inference import InferRequest
@@ -167,16 +168,12 @@ class RedisStore:
 def pack(tensors: Tensors) -> bytes:
     """Tensors as bytes without pickle (a shared store must never make this process
     run code): a JSON header of names, dtypes and shapes, then each buffer; BYTES
-    elements length-prefixed as in the binary tensor extension."""
+    elements length-prefixed as in the binary tensor extension (ferry.codecs.tensors)."""
     header = []
     buffers = []
     for name, array in tensors.items():
         if array.dtype == object:
-            parts = []
-            for element in array.reshape(-1):
-                data = element if isinstance(element, bytes) else str(element).encode()
-                parts.append(struct.pack("<I", len(data)) + data)
-            buffer = b"".join(parts)
+            buffer = array_to_raw(array, "BYTES")
             dtype = "bytes"
         else:
             buffer = np.ascontiguousarray(array).tobytes()
@@ -202,22 +199,14 @@ def unpack(data: bytes) -> Tensors | None:
                 return None
             offset += size
             if dtype == "bytes":
-                elements = []
-                at = 0
-                while at < len(buffer):
-                    (n,) = struct.unpack_from("<I", buffer, at)
-                    elements.append(buffer[at + 4 : at + 4 + n])
-                    at += 4 + n
-                array = np.empty(len(elements), dtype=object)
-                array[:] = elements
-                tensors[name] = array.reshape(shape)
+                tensors[name] = array_from_raw(name, "BYTES", shape, memoryview(buffer))
             else:
                 numeric = np.dtype(dtype)
                 if numeric.kind not in "biufc":  # never an object array from a buffer
                     return None
                 tensors[name] = np.frombuffer(buffer, dtype=numeric).reshape(shape)
         return tensors if offset == len(data) else None
-    except (struct.error, ValueError, TypeError, orjson.JSONDecodeError):
+    except (struct.error, ValueError, TypeError, orjson.JSONDecodeError, FerryError):
         return None
 
 
