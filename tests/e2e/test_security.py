@@ -34,6 +34,7 @@ from ferry.security.keys import split
 from tests.builders import identity_onnx, scale_onnx
 from tests.e2e.grpc_clients import stub
 from tests.e2e.server import HOST, Server, ferry_command, free_port, start, start_command
+from tests.redis_server import REDIS_URL, reachable_redis
 
 TIMEOUT = 30
 KEY = re.compile(r"fy_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
@@ -938,22 +939,12 @@ def test_a_bootstrap_admin_key_that_is_no_key_exits_with_2_without_echoing_it(tm
 
 # -- rate limits shared by nodes through Redis -----------------------------------------
 
-REDIS_URL = os.environ.get("FERRY_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
-
 
 def _redis_or_skip() -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+    client = reachable_redis()
     try:
-        client.ping()
         for key in client.scan_iter("ferry:rate:*"):
             client.delete(key)
-    except redis.exceptions.ConnectionError as exc:
-        reason = f"Redis unreachable at {REDIS_URL}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: the Redis tests are mandatory)")
-        pytest.skip(f"{reason} (set CI=true to make this a failure)")
     finally:
         client.close()
 

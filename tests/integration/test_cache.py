@@ -4,7 +4,6 @@ statistics and /metrics; shared by two servers through a real Redis."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,8 @@ import redis
 from ferry.settings import Settings
 from tests.builders import scale_onnx
 from tests.integration.serving import binary_request, json_input, outputs_of, serve, stats_of
+from tests.redis_server import REDIS_URL, reachable_redis
 
-REDIS_URL = os.environ.get("FERRY_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 X = np.array([[1.0, 2.0, 3.0, 4.0]], dtype=np.float32)
 
 
@@ -121,14 +120,7 @@ def test_without_a_cache_every_request_runs(tmp_path: Path) -> None:
 
 @pytest.fixture
 def redis_db() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as exc:
-        reason = f"Redis unreachable at {REDIS_URL}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: the Redis tests are mandatory)")
-        pytest.skip(f"{reason} (set CI=true to make this a failure)")
+    client = reachable_redis()
     client.flushdb()
     try:
         yield REDIS_URL

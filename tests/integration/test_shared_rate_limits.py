@@ -4,7 +4,6 @@ unreachable Redis falls back to each process's own buckets."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 
 import pytest
@@ -12,22 +11,12 @@ import redis
 import redis.asyncio
 
 from ferry.security.ratelimit import SharedRateLimiter
-
-REDIS_URL = os.environ.get("FERRY_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+from tests.redis_server import REDIS_URL, reachable_redis
 
 
 @pytest.fixture
 def redis_url() -> str:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as exc:
-        reason = f"Redis unreachable at {REDIS_URL}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: the Redis tests are mandatory)")
-        pytest.skip(f"{reason} (set CI=true to make this a failure)")
-    finally:
-        client.close()
+    reachable_redis().close()
     return REDIS_URL
 
 
